@@ -207,10 +207,32 @@ def _encode_parameters(parameters: tuple[OptionalParameter, ...]) -> bytes:
 def check_header(frame: bytes) -> MessageType:
     """§8.1 checks on a complete message; returns its type.
 
-    The framer has already ensured ``len(frame)`` equals the Length field and lies in
-    4..4096.  Data of every Message Header Error is the whole erroneous message.
+    The framer ensures ``len(frame)`` equals the Length field and lies in 4..4096, but
+    ``decode`` is also fed bytes that did not come through it (``masc decode``, fuzzing), and
+    a decoder must be total, so that is checked again here: a Length outside 4..4096 gets
+    the framer's Data (the 4 header octets); fewer than 4 octets, or a Length that disagrees
+    with the octets given, the whole input.  Data of every other Message Header Error is the
+    whole erroneous message.
     """
+    if len(frame) < HEADER_LENGTH:
+        raise MessageHeaderError(
+            HeaderSubcode.BAD_MESSAGE_LENGTH,
+            frame,
+            reason=f"{len(frame)} octets, shorter than a message header",
+        )
     length, type_code, _reserved = HEADER.unpack_from(frame)
+    if not HEADER_LENGTH <= length <= MAX_MESSAGE_LENGTH:
+        raise MessageHeaderError(
+            HeaderSubcode.BAD_MESSAGE_LENGTH,
+            frame[:HEADER_LENGTH],
+            reason=f"length field {length}",
+        )
+    if length != len(frame):
+        raise MessageHeaderError(
+            HeaderSubcode.BAD_MESSAGE_LENGTH,
+            frame,
+            reason=f"length field {length} but {len(frame)} octets",
+        )
     try:
         message_type = MessageType(type_code)
     except ValueError:

@@ -1,0 +1,146 @@
+"""``masc``: run the daemon, check a configuration, decode a message, run the local demo.
+
+Exit status: 0 success; 1 runtime failure (e.g. an address that cannot be bound);
+2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from enum import Enum
+from typing import Any
+
+from masc.config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="masc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the MASC daemon in the foreground")
+    run.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+
+    check = sub.add_parser("check-config", help="validate a configuration file (exit 0 or 2)")
+    check.add_argument("file")
+
+    dec = sub.add_parser("decode", help="decode a MASC message given in hex ('-': stdin)")
+    dec.add_argument("hex")
+
+    demo = sub.add_parser("demo", help="run RFC 2909 Figure 1 as real daemons on 127.0.0.x")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds; 0 = until Ctrl-C")
+    demo.add_argument("--port", type=int, default=2587)
+    demo.add_argument("--workdir", help="where configs and sockets go (default: a temp dir)")
+
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "run":
+        return _run(args.config, args.log_format, args.log_level)
+    if args.command == "decode":
+        return _decode(args.hex)
+    from masc.cli.demo import run_demo
+
+    return run_demo(duration=args.duration, port=args.port, workdir=args.workdir)
+
+
+def _check_config(path: str) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    kind = "top-level domain" if cfg.is_tld else f"parents {list(cfg.parent_domain_ids)}"
+    print(f"{path}: ok (domain {cfg.local.domain_id}, {kind}, {len(cfg.peers)} peer(s))")
+    return 0
+
+
+def _run(path: str, log_format: str, log_level: str) -> int:
+    import trio
+
+    from masc.daemon.logs import configure
+    from masc.daemon.main import run_daemon
+
+    try:
+        cfg = load_config(path)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    log = configure(log_level, log_format)
+    try:
+        trio.run(run_daemon, cfg)
+    except (OSError, ExceptionGroup) as error:
+        # Start-up failures (an address that cannot be bound, a control socket in use)
+        # reach us wrapped in trio's exception groups; anything else is a bug: re-raise.
+        leaves = _leaves(error)
+        if not all(isinstance(e, OSError) for e in leaves):
+            raise
+        for leaf in leaves:
+            log.error("cannot run: %s", leaf, extra={"event": "fatal", "error": str(leaf)})
+        return 1
+    return 0
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for sub in error.exceptions for leaf in _leaves(sub)]
+    return [error]
+
+
+def _decode(text: str) -> int:
+    from masc.protocol.errors import ProtocolError
+    from masc.protocol.wire import Framer, decode
+
+    raw = sys.stdin.read() if text == "-" else text
+    try:
+        data = bytes.fromhex("".join(raw.split()))
+    except ValueError as error:
+        print(f"not hex: {error}", file=sys.stderr)
+        return 2
+    framer = Framer()
+    framer.feed(data)
+    try:
+        while (frame := framer.next_frame()) is not None:
+            print(json.dumps(_plain(decode(frame)), indent=2))
+    except ProtocolError as error:
+        print(
+            json.dumps(
+                {
+                    "error": str(error),
+                    "code": error.code,
+                    "subcode": error.subcode,
+                    "data": error.data.hex(),
+                    "must_close": error.must_close,
+                }
+            )
+        )
+        return 1
+    if framer.buffered:
+        print(f"{framer.buffered} trailing octet(s) do not make a whole message", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _plain(value: Any) -> Any:
+    """A decoded message as JSON-friendly data, with the message type named."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {"message": type(value).__name__, **{k: _plain(v) for k, v in asdict(value).items()}}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    return str(value)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

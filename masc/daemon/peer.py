@@ -1,0 +1,380 @@
+"""The trio task that runs one peering session: moves bytes and fires timers, nothing else.
+
+A :class:`PeerRunner` owns one sans-IO :class:`~masc.protocol.session.PeerSession`.  Its
+single loop waits for the next inbox event or the session's next deadline, feeds the
+session, and carries out the effects it returns.  Each TCP connection gets a reader task
+(bytes in -> inbox) and a writer task (a bounded channel -> ``send_all``), so a peer that
+stops reading can never block the loop that owns the timers: when its channel is full the
+connection is dropped as lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Final
+
+import trio
+
+from masc.protocol.errors import describe
+from masc.protocol.open_checks import SessionConfig
+from masc.protocol.session import (
+    Close,
+    Dial,
+    Effect,
+    NotificationReceived,
+    NotificationSent,
+    PeerSession,
+    Send,
+    SessionDown,
+    SessionUp,
+    State,
+    StateChanged,
+    UpdateReceived,
+)
+
+log = logging.getLogger("masc.peer")
+
+# Messages queued for one connection before a non-reading peer is declared lost.
+_OUTBOX_DEPTH: Final = 1024
+# How long a closing connection may take to flush what was queued (a final NOTIFICATION).
+_CLOSE_GRACE: Final = 5.0
+_READ_SIZE: Final = 65536
+_connection_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    stream: trio.SocketStream
+    initial: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    stream: trio.SocketStream
+    dial: int
+
+
+@dataclass(frozen=True, slots=True)
+class _DialFailed:
+    dial: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Data:
+    connection: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    connection: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Admin:
+    """Start or Stop from the daemon (boot, shutdown) or, later, the operator."""
+
+    start: bool
+    reason: str
+
+
+_InboxEvent = _Incoming | _Connected | _DialFailed | _Data | _Lost | _Admin
+
+
+class _Connection:
+    """The I/O half of one TCP connection: the tasks and the channel feeding the writer."""
+
+    def __init__(self, connection_id: int, stream: trio.SocketStream) -> None:
+        self.id = connection_id
+        self.stream = stream
+        self.outbox, self._outbox_rx = trio.open_memory_channel[bytes](_OUTBOX_DEPTH)
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+
+    async def run(self, inbox: trio.MemorySendChannel[_InboxEvent]) -> None:
+        with self.scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read, inbox, nursery.cancel_scope)
+                    await self._write()
+                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(self.stream)
+                self.done.set()
+
+    async def _read(
+        self, inbox: trio.MemorySendChannel[_InboxEvent], scope: trio.CancelScope
+    ) -> None:
+        try:
+            while data := await self.stream.receive_some(_READ_SIZE):
+                await inbox.send(_Data(self.id, data))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        await inbox.send(_Lost(self.id))
+
+    async def _write(self) -> None:
+        # Runs until the runner closes the outbox (a Close effect), then has flushed it.
+        try:
+            async for data in self._outbox_rx:
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    def close(self) -> None:
+        """Flush what is queued, then close; give up after the grace period.  Cancelling a
+        send_all here is harmless: nothing more will be written on this connection."""
+        self.outbox.close()
+        self.scope.deadline = min(self.scope.deadline, trio.current_time() + _CLOSE_GRACE)
+
+
+class PeerRunner:
+    """Runs one PeerSession on real (or mock-clocked) trio I/O."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        address: IPv4Address | IPv6Address,
+        port: int,
+        local_address: IPv4Address | IPv6Address | None,
+        label: str,
+    ) -> None:
+        self.session = PeerSession(config)
+        self.address = address
+        self.port = port
+        self.local_address = local_address
+        self.label = label  # how logs name the peer's domain and relation
+        self.inbox, self._inbox_rx = trio.open_memory_channel[_InboxEvent](math.inf)
+        self.established = trio.Event()  # set the first time the session is Established
+        self.finished = trio.Event()
+        self._connections: dict[int, _Connection] = {}  # the session knows these
+        self._flushing: set[_Connection] = set()  # every connection whose tasks still run
+        self._dial_scope: trio.CancelScope | None = None
+        self._dials = itertools.count(1)
+        self._current_dial = 0
+        self._stopping = False
+        self._nursery: trio.Nursery | None = None
+
+    # --- called by the daemon ------------------------------------------------------------
+
+    def incoming(self, stream: trio.SocketStream, initial: bytes = b"") -> None:
+        """Hand over an accepted connection (and any bytes already read from it)."""
+        self.inbox.send_nowait(_Incoming(stream, initial))
+
+    def admin(self, *, start: bool, reason: str) -> None:
+        self.inbox.send_nowait(_Admin(start, reason))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until stopped for shutdown and every connection has closed."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await self._loop()
+                # Let the last NOTIFICATIONs (Cease) reach the wire; each connection gives
+                # up on its own after the close grace period.
+                for conn in list(self._flushing):
+                    await conn.done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.finished.set()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            deadline = self.session.next_deadline()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                event = await self._inbox_rx.receive()
+                self._handle(event)
+                if self._stopping and not self._connections:
+                    return
+                continue
+            self._execute(self.session.handle_timer(now=trio.current_time()))
+
+    def _handle(self, event: _InboxEvent) -> None:
+        now = trio.current_time()
+        session = self.session
+        if isinstance(event, _Data):
+            if event.connection in self._connections:
+                self._execute(session.data_received(event.connection, event.data, now=now))
+        elif isinstance(event, _Lost):
+            conn = self._connections.pop(event.connection, None)
+            if conn is not None:
+                conn.close()
+                self._execute(session.connection_lost(event.connection, now=now))
+        elif isinstance(event, _Incoming):
+            self._adopt(event.stream, outbound=False, initial=event.initial)
+        elif isinstance(event, _Connected):
+            if event.dial != self._current_dial:
+                self._discard(event.stream)  # superseded by a later dial
+            else:
+                self._dial_scope = None
+                self._adopt(event.stream, outbound=True, initial=b"")
+        elif isinstance(event, _DialFailed):
+            if event.dial == self._current_dial:
+                self._dial_scope = None
+                log.info(
+                    "connect failed: %s",
+                    event.error,
+                    extra=self._extra(event="connect_failed", error=event.error),
+                )
+                self._execute(session.connect_failed(now=now))
+        else:
+            if event.start:
+                self._stopping = False
+                self._execute(session.start(now=now))
+            else:
+                self._stopping = True
+                self._cancel_dial()
+                self._execute(session.stop(now=now, reason=event.reason))
+
+    def _adopt(self, stream: trio.SocketStream, *, outbound: bool, initial: bytes) -> None:
+        if self._stopping or self._nursery is None:
+            self._discard(stream)
+            return
+        connection_id = next(_connection_ids)
+        conn = _Connection(connection_id, stream)
+        self._connections[connection_id] = conn
+        self._flushing.add(conn)
+        self._nursery.start_soon(self._run_connection, conn)
+        now = trio.current_time()
+        self._execute(self.session.connection_made(connection_id, outbound=outbound, now=now))
+        if initial and connection_id in self._connections:
+            self._execute(self.session.data_received(connection_id, initial, now=now))
+
+    async def _run_connection(self, conn: _Connection) -> None:
+        try:
+            await conn.run(self.inbox)
+        finally:
+            self._flushing.discard(conn)
+
+    def _discard(self, stream: trio.SocketStream) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(trio.aclose_forcefully, stream)
+
+    # --- effects -------------------------------------------------------------------------
+
+    def _execute(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send(effect)
+            elif isinstance(effect, Close):
+                conn = self._connections.pop(effect.connection, None)
+                if conn is not None:
+                    conn.close()
+            elif isinstance(effect, Dial):
+                self._dial()
+            else:
+                self._report(effect)
+
+    def _send(self, effect: Send) -> None:
+        conn = self._connections.get(effect.connection)
+        if conn is None:
+            return
+        try:
+            conn.outbox.send_nowait(effect.data)
+        except trio.WouldBlock:
+            log.warning(
+                "peer is not reading; dropping the connection",
+                extra=self._extra(event="slow_peer"),
+            )
+            self._connections.pop(effect.connection, None)
+            conn.close()
+            self.inbox.send_nowait(_Lost(effect.connection))  # processed as a transport loss
+
+    def _dial(self) -> None:
+        assert self._nursery is not None
+        self._cancel_dial()
+        self._current_dial = next(self._dials)
+        self._dial_scope = trio.CancelScope()
+        self._nursery.start_soon(self._dial_task, self._current_dial, self._dial_scope)
+
+    def _cancel_dial(self) -> None:
+        if self._dial_scope is not None:
+            self._dial_scope.cancel()
+            self._dial_scope = None
+
+    async def _dial_task(self, dial: int, scope: trio.CancelScope) -> None:
+        """Connect from our listen address (so the peer sees the address it configured)."""
+        with scope:
+            scope.deadline = trio.current_time() + self.session.config.connect_retry
+            try:
+                stream = await trio.open_tcp_stream(
+                    str(self.address),
+                    self.port,
+                    local_address=None if self.local_address is None else str(self.local_address),
+                )
+            except OSError as error:
+                self.inbox.send_nowait(_DialFailed(dial, str(error) or type(error).__name__))
+                return
+            self.inbox.send_nowait(_Connected(stream, dial))
+            return
+        if scope.cancelled_caught and dial == self._current_dial:
+            self.inbox.send_nowait(_DialFailed(dial, "connect timed out"))
+
+    # --- logs ------------------------------------------------------------------------------
+
+    def _extra(self, **kw: object) -> dict[str, object]:
+        return {"peer": str(self.address), "domain": self.label, **kw}
+
+    def _report(self, effect: Effect) -> None:
+        if isinstance(effect, StateChanged):
+            log.info(
+                "%s -> %s%s",
+                effect.old.value,
+                effect.new.value,
+                f" ({effect.reason})" if effect.reason else "",
+                extra=self._extra(
+                    event="state", old=effect.old.value, new=effect.new.value, reason=effect.reason
+                ),
+            )
+        elif isinstance(effect, SessionUp):
+            self.established.set()
+            log.info(
+                "session established, hold time %ds, %s",
+                effect.hold_time,
+                "internal" if effect.internal else "external",
+                extra=self._extra(
+                    event="session_up", hold_time=effect.hold_time, internal=effect.internal
+                ),
+            )
+        elif isinstance(effect, SessionDown):
+            log.warning("session down: %s", effect.reason, extra=self._extra(event="session_down"))
+        elif isinstance(effect, NotificationSent | NotificationReceived):
+            n = effect.notification
+            sent = isinstance(effect, NotificationSent)
+            detail = effect.reason if isinstance(effect, NotificationSent) else ""
+            log.log(
+                logging.INFO if n.code == 7 else logging.WARNING,
+                "%s NOTIFICATION %s%s%s",
+                "sent" if sent else "received",
+                describe(n.code, n.subcode),
+                "" if n.open_bit else " (closing)",
+                f": {detail}" if detail else "",
+                extra=self._extra(
+                    event="notification_sent" if sent else "notification_received",
+                    code=n.code,
+                    subcode=n.subcode,
+                    open_bit=n.open_bit,
+                    data=n.data.hex(),
+                    erratic=getattr(effect, "erratic", False),
+                ),
+            )
+        elif isinstance(effect, UpdateReceived):
+            # The claim engine (a later layer) consumes these; until then, record them.
+            log.debug(
+                "UPDATE with %d attribute(s)",
+                len(effect.update.attributes),
+                extra=self._extra(event="update_received"),
+            )
+
+    @property
+    def state(self) -> State:
+        return self.session.state
