@@ -1,0 +1,165 @@
+"""Real ``masc run`` processes on loopback for end-to-end tests.
+
+Each daemon gets its own 127.0.9.x address, control socket and JSON log, read by a thread
+into a list the test can wait on.  Waits are bounded; timers are tiny (hold time 3 s).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PREFIX = "127.0.9"
+PORT = 2587
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Peer:
+    node: int  # last octet of the peer's address
+    relation: str
+    domain_id: int
+    parent_domain_id: int | None = None
+    passive: bool = False
+
+
+def addr(node: int) -> str:
+    return f"{PREFIX}.{node}"
+
+
+def render(
+    node: int,
+    domain_id: int,
+    peers: list[Peer],
+    workdir: Path,
+    *,
+    hold_time: int = 3,
+    extra_local: str = "",
+) -> str:
+    lines = [
+        "[local]",
+        f"domain_id = {domain_id}",
+        f'node_id = "{addr(node)}"',
+        f"port = {PORT}",
+        extra_local,
+        "[timers]",
+        f"hold_time = {hold_time}",
+        "connect_retry = 1",
+        'restart_backoff_initial = "1s"',
+        'restart_backoff_max = "2s"',
+        "[control]",
+        f'socket = "{workdir}/{node}.control.sock"',
+        "[maas]",
+        f'socket = "{workdir}/{node}.maas.sock"',
+        "[storage]",
+        f'path = "{workdir}/{node}.db"',
+    ]
+    for p in peers:
+        lines += [
+            "[[peers]]",
+            f'address = "{addr(p.node)}"',
+            f"port = {PORT}",
+            f'relation = "{p.relation}"',
+            f"domain_id = {p.domain_id}",
+        ]
+        if p.parent_domain_id is not None:
+            lines.append(f"parent_domain_id = {p.parent_domain_id}")
+        if p.passive:
+            lines.append("passive = true")
+    return "\n".join(lines) + "\n"
+
+
+class Daemon:
+    """One ``masc run`` process and the JSON records it has logged."""
+
+    def __init__(self, node: int, config_text: str, workdir: Path) -> None:
+        self.node = node
+        self.config = workdir / f"{node}.toml"
+        self.config.write_text(config_text)
+        self.control = str(workdir / f"{node}.control.sock")
+        self.records: list[Record] = []
+        self._cond = threading.Condition()
+        self.proc: subprocess.Popen[str] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "masc", "run", "--config", str(self.config),
+             "--log-format", "json", "--log-level", "debug"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = {"event": "raw", "message": line.rstrip()}
+            with self._cond:
+                self.records.append(record)
+                self._cond.notify_all()
+
+    def mark(self) -> int:
+        with self._cond:
+            return len(self.records)
+
+    def wait_for(
+        self, predicate: Callable[[Record], bool], *, since: int = 0, timeout: float = 20.0
+    ) -> Record:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for record in self.records[since:]:
+                    if predicate(record):
+                        return record
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = "\n".join(json.dumps(r) for r in self.records[-30:])
+                    raise AssertionError(
+                        f"daemon {self.node}: condition not met; log tail:\n{tail}"
+                    )
+                self._cond.wait(left)
+
+    def wait_established(self, peer: int, *, since: int = 0, timeout: float = 20.0) -> Record:
+        return self.wait_for(
+            lambda r: r.get("event") == "session_up" and r.get("peer") == addr(peer),
+            since=since,
+            timeout=timeout,
+        )
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def mascctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "masc.cli.mascctl", "--socket", self.control, *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
