@@ -36,6 +36,9 @@ MIN_UPDATE_LENGTH: Final = 40
 KEEPALIVE_LENGTH: Final = 4
 # §7.5: "The minimum length of the NOTIFICATION message is 6 octets."
 MIN_NOTIFICATION_LENGTH: Final = 6
+# Data that fits a NOTIFICATION within the 4096-octet limit: "Message Length = 6 + Data
+# Length" (§7.5).  §8 puts whole messages in Data, which can be longer; they are cut here.
+MAX_NOTIFICATION_DATA: Final = MAX_MESSAGE_LENGTH - MIN_NOTIFICATION_LENGTH
 
 # §7.3 attribute header: Length (2), Type (1), Reserved (1).
 ATTRIBUTE_HEADER_LENGTH: Final = 4

@@ -20,6 +20,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Final
 
+from masc.protocol.constants import MAX_NOTIFICATION_DATA
+
 if TYPE_CHECKING:
     from masc.protocol.wire.messages import Update
 
@@ -186,7 +188,9 @@ class ProtocolError(Exception):
         must_close: bool | None = None,
     ) -> None:
         self.subcode = subcode
-        self.data = bytes(data)
+        # §8 asks for whole messages as Data, but a NOTIFICATION is itself at most 4096
+        # octets: keep the first MAX_NOTIFICATION_DATA (docs/conformance.md).
+        self.data = bytes(data[:MAX_NOTIFICATION_DATA])
         self.reason = reason
         self.must_close = requires_close(self.code, subcode) if must_close is None else must_close
         label = describe(self.code, subcode)

@@ -410,3 +410,16 @@ def test_local_node_constant_is_what_we_send() -> None:
     (open_msg,) = sent(s.connection_made(1, outbound=True, now=0))
     assert open_msg.node_id == LOCAL_NODE and open_msg.role is Role.CHILD
     assert open_msg.parent_domain_id == 65000
+
+
+def test_s7_5_notification_for_a_4096_octet_message_is_cut_to_fit() -> None:
+    """A 4096-octet message of an unknown type: its NOTIFICATION carries the first 4090
+    octets, so it is exactly 4096 octets long and the session stays up (CC)."""
+    s = bring_to(State.ESTABLISHED)
+    frame = (4096).to_bytes(2, "big") + bytes([9, 0]) + bytes(4092)
+    effects = s.data_received(1, frame, now=1)
+    (note,) = notifications(effects)
+    assert (note.code, note.subcode, note.open_bit) == (ErrorCode.MESSAGE_HEADER, 2, True)
+    assert note.data == frame[:4090]
+    assert [len(e.data) for e in effects if isinstance(e, Send)] == [4096]
+    assert s.state is State.ESTABLISHED
