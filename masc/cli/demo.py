@@ -172,7 +172,7 @@ def expected_sessions() -> int:
     return 2 * len(LINKS)
 
 
-def run_demo(*, duration: float, port: int, workdir: str | None) -> int:
+def run_demo(*, duration: float, port: int, workdir: str | None, until_up: bool = False) -> int:
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="masc-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     events: Queue[tuple[str, dict[str, object]]] = Queue()
@@ -204,6 +204,8 @@ def run_demo(*, duration: float, port: int, workdir: str | None) -> int:
                     f"after {time.monotonic() - started:.1f}s",
                     flush=True,
                 )
+                if until_up:
+                    break
             if any(p.popen.poll() is not None for p in procs) and not announced:
                 dead = [p.node for p in procs if p.popen.poll() is not None]
                 print(f"daemon(s) exited early: {', '.join(dead)}", file=sys.stderr)

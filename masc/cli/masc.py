@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--duration", type=float, default=20.0, help="seconds; 0 = until Ctrl-C")
     demo.add_argument("--port", type=int, default=2587)
     demo.add_argument("--workdir", help="where configs and sockets go (default: a temp dir)")
+    demo.add_argument(
+        "--until-up", action="store_true", help="stop as soon as every session is Established"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "check-config":
@@ -45,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return _decode(args.hex)
     from masc.cli.demo import run_demo
 
-    return run_demo(duration=args.duration, port=args.port, workdir=args.workdir)
+    return run_demo(
+        duration=args.duration, port=args.port, workdir=args.workdir, until_up=args.until_up
+    )
 
 
 def _check_config(path: str) -> int:

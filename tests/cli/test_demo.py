@@ -1,0 +1,41 @@
+"""`masc demo` is the README's first command: its configs must be valid and it must bring
+every session of RFC 2909 Figure 1 up with real daemons."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from masc.cli.demo import DOMAINS, LINKS, NODES, render_config
+from masc.config import Relation, parse_config_text
+
+
+@pytest.mark.parametrize("node", list(NODES))
+def test_every_figure_1_config_is_valid(node: str, tmp_path: Path) -> None:
+    cfg = parse_config_text(render_config(node, tmp_path, 2587), source=f"{node}.toml")
+    domain_id, parents = DOMAINS[node[:2]]
+    assert cfg.local.domain_id == domain_id
+    # Routers without a parent session of their own (P3a, P4b, C5c) still know they are not
+    # top-level: their internal peers would refuse them otherwise (§8.2).
+    assert cfg.is_tld == (not parents)
+    links = sum(node in (a, b) for a, b, _ in LINKS)
+    assert len(cfg.peers) == links
+    for peer in cfg.peers:
+        if peer.relation is Relation.SIBLING:
+            assert peer.parent_domain_id is not None
+
+
+@pytest.mark.processes
+def test_demo_brings_up_all_17_sessions_and_shuts_down_cleanly() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "masc", "demo", "--duration", "60", "--until-up", "--port", "12587"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"all {len(LINKS)} sessions of Figure 1 are Established" in result.stdout
+    assert "exited with status [0]" in result.stdout
