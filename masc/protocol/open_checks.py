@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from masc.protocol.constants import HOLDTIME, TLD_ID, AddressFamily, Role
-from masc.protocol.errors import OpenMessageError, OpenSubcode
+from masc.protocol.constants import HOLDTIME, MIN_NONZERO_HOLD_TIME, TLD_ID, AddressFamily, Role
+from masc.protocol.errors import CoreMisuse, OpenMessageError, OpenSubcode
 from masc.protocol.wire.messages import DomainId, NodeId, Open
 
 
@@ -40,6 +40,17 @@ class SessionConfig:
     restart_backoff_max: float = 86_400.0
     # §10 Active: "sets its Hold Timer to a large value ... [HOLDTIME] seconds is suggested."
     open_hold_time: float = float(HOLDTIME)
+
+    def __post_init__(self) -> None:
+        # Values that would make the runner spin or break the wire; config validation
+        # rejects them first, this guards every other caller of the core.
+        if not (self.hold_time == 0 or MIN_NONZERO_HOLD_TIME <= self.hold_time <= 0xFFFF):
+            raise CoreMisuse(f"hold_time {self.hold_time}: must be 0 or 3..65535 (§7.2)")
+        for name in ("connect_retry", "restart_backoff_initial", "open_hold_time"):
+            if not getattr(self, name) > 0:
+                raise CoreMisuse(f"{name} must be positive")
+        if self.restart_backoff_max < self.restart_backoff_initial:
+            raise CoreMisuse("restart_backoff_max is below restart_backoff_initial")
 
     @property
     def local_role(self) -> Role:
@@ -132,6 +143,9 @@ def select_session(message: Open, body: bytes, candidates: Sequence[SessionConfi
     """
     if len(candidates) == 1:
         return 0
+    for index, config in enumerate(candidates):
+        if config.peer_role is not Role.SIBLING and message.role is config.peer_role:
+            return index  # the one non-sibling session at this address
     for index, config in enumerate(candidates):
         if config.session_parent == message.parent_domain_id:
             return index

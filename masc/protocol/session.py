@@ -75,6 +75,9 @@ class State(enum.Enum):
     ESTABLISHED = "Established"
 
 
+# NOTIFICATIONs sent in answer to one UPDATE with several bad claims (docs/conformance.md).
+MAX_REPORTS_PER_UPDATE: Final = 8
+
 _PROGRESS: Final = {
     State.IDLE: 0,
     State.CONNECT: 1,
@@ -541,7 +544,7 @@ class PeerSession:
             self._enter_idle_after_error(now, reason)
         elif gone is _Gone.OPEN_SENT_CLOSED:
             self._base = State.ACTIVE
-            self._connect_retry_at = now + self.config.connect_retry
+            self._arm_connect_retry(now)
         else:
             # OpenConfirm/Established lost without an error (Cease, disconnect, collision
             # loser with no winner left): §10 says Idle; we restart at once into Active so
@@ -549,7 +552,7 @@ class PeerSession:
             self._base = State.IDLE
             self._note_state(reason)
             self._base = State.ACTIVE
-            self._connect_retry_at = now + self.config.connect_retry
+            self._arm_connect_retry(now)
 
     def _enter_idle_after_error(self, now: float, reason: str) -> None:
         """§10 Idle: automatic Start events after an error back off exponentially from
@@ -562,10 +565,14 @@ class PeerSession:
         self._restart_at = now + delay
         self._reason = f"{reason}; automatic restart in {delay:g}s"
 
+    def _arm_connect_retry(self, now: float) -> None:
+        """ConnectRetry exists to dial again; a passive session never dials, so never has it."""
+        self._connect_retry_at = None if self.config.passive else now + self.config.connect_retry
+
     def _begin_connecting(self, now: float) -> None:
         """Start: ConnectRetry running, dial unless passive, listen either way (§10 Idle)."""
         self._restart_at = None
-        self._connect_retry_at = now + self.config.connect_retry
+        self._arm_connect_retry(now)
         if self.config.passive:
             self._base = State.ACTIVE
         else:
@@ -573,13 +580,20 @@ class PeerSession:
             self._effects.append(Dial())
 
     def _deliver_salvaged(self, conn: _Connection, error: UpdateMessageError, now: float) -> None:
-        """After a CC UPDATE error: report the other bad claims, deliver the good ones."""
-        for further in error.further:
+        """After a CC UPDATE error: report the other bad claims, deliver the good ones.
+
+        At most MAX_REPORTS_PER_UPDATE NOTIFICATIONs answer one UPDATE: a 4096-octet UPDATE
+        of 1023 bad 4-octet attributes must not make us write a thousand messages.
+        """
+        if conn.id not in self._connections:
+            return
+        # §10 Established: an UPDATE restarts the Hold Timer, even one whose claims we reject.
+        self._arm_hold(conn, now)
+        for further in error.further[: MAX_REPORTS_PER_UPDATE - 1]:
+            self._fail(conn, further, now)
             if conn.id not in self._connections:
                 return
-            self._fail(conn, further, now)
-        if error.salvaged is not None and conn.id in self._connections:
-            self._arm_hold(conn, now)
+        if error.salvaged is not None:
             self._effects.append(UpdateReceived(error.salvaged))
 
     # --- session-level cells (§10 Idle, Connect, Active) ----------------------------------
@@ -609,13 +623,16 @@ class PeerSession:
 
     def _s_retry_dial(self, now: float, connection: int | None) -> None:
         """Connect/Active + ConnectRetry expired: restart it, dial, (go to) Connect."""
+        if self.config.passive:
+            raise CoreMisuse("ConnectRetry fired on a passive session, which never arms it")
         self._connect_retry_at = now + self.config.connect_retry
         self._base = State.CONNECT
+        self._reason = "ConnectRetry expired"
         self._effects.append(Dial())
 
     def _s_connect_failed(self, now: float, connection: int | None) -> None:
         """Connect: transport connect failed -> restart ConnectRetry, Active."""
-        self._connect_retry_at = now + self.config.connect_retry
+        self._arm_connect_retry(now)
         self._base = State.ACTIVE
 
     def _s_take_outbound(self, now: float, connection: int | None) -> None:
@@ -665,6 +682,11 @@ class PeerSession:
         conn.state = State.OPEN_CONFIRM
         self._reason = "OPEN accepted"
         self._arm_hold(conn, now)
+        if conn.hold_time == 0:
+            # §10 starts no timer for hold time 0, but a peer that then never sends its
+            # KEEPALIVE would hold this connection in OpenConfirm for ever: keep the large
+            # OpenSent value until Established (docs/conformance.md).
+            conn.hold_at = now + self.config.open_hold_time
         self._send(conn, Keepalive(), now)
 
     def _check_collision(self, conn: _Connection, message: Open, body: bytes, now: float) -> None:

@@ -260,3 +260,15 @@ def test_s4_4_selected_session_then_accepts_the_open() -> None:
     check_open(message, body(message), chosen)
     with pytest.raises(OpenMessageError):
         check_open(message, body(message), replace(chosen, session_parent=P1))
+
+
+def test_s4_4_a_non_sibling_sharing_an_address_with_siblings_is_chosen_by_role() -> None:
+    """Should a child session share its address with sibling sessions, the OPEN's role
+    (CHILD) picks it; the siblings are still told apart by parent."""
+    child = config(peer_role=Role.CHILD, peer_domain=DomainId(65009))
+    candidates = [*_sessions(), child]
+    opening = peer_open(child)
+    assert select_session(opening, body(opening), candidates) == 2
+    for index, cfg in enumerate(_sessions()):
+        opening = peer_open(cfg)
+        assert select_session(opening, body(opening), candidates) == index

@@ -12,7 +12,7 @@ from ipaddress import IPv4Network
 import pytest
 
 from masc.protocol.constants import ClaimType, Role
-from masc.protocol.errors import ErrorCode
+from masc.protocol.errors import CoreMisuse, ErrorCode
 from masc.protocol.session import (
     Close,
     Dial,
@@ -423,3 +423,64 @@ def test_s7_5_notification_for_a_4096_octet_message_is_cut_to_fit() -> None:
     assert note.data == frame[:4090]
     assert [len(e.data) for e in effects if isinstance(e, Send)] == [4096]
     assert s.state is State.ESTABLISHED
+
+
+# --- robustness (review findings) ------------------------------------------------------------
+
+
+def test_s10_passive_session_never_dials_however_long_it_waits() -> None:
+    s = PeerSession(config(passive=True))
+    s.start(now=0)
+    assert s.next_deadline() is None
+    s.connection_made(1, outbound=False, now=1)
+    s.connection_lost(1, now=2)  # OpenSent closed -> Active, still no ConnectRetry
+    assert s.state is State.ACTIVE and s.next_deadline() is None
+    assert run_until(s, 10**6) == []
+
+
+def test_s10_zero_hold_time_still_bounds_open_confirm() -> None:
+    """Hold time 0 starts no timer (§10), but a peer that never confirms must not pin the
+    connection in OpenConfirm for ever: the large OpenSent value stays until Established."""
+    s = bring_to(State.OPEN_SENT, config(hold_time=0))
+    s.data_received(1, encode(peer_open(s.config, hold_time=0)), now=10)
+    assert s.state is State.OPEN_CONFIRM
+    assert s.next_deadline() == pytest.approx(10 + 240)
+    effects = s.handle_timer(now=250)
+    assert [(n.code, n.open_bit) for n in notifications(effects)] == [
+        (ErrorCode.HOLD_TIMER_EXPIRED, False)
+    ]
+
+
+def test_s8_3_notifications_per_update_are_capped() -> None:
+    s = bring_to(State.ESTABLISHED)
+    junk = bytes([0, 4, 7, 0])  # a 4-octet attribute of unrecognized required type 7
+    frame = update_frame(*([junk] * 1000))
+    effects = s.data_received(1, frame, now=1)
+    notes = notifications(effects)
+    assert len(notes) == 8
+    assert {(n.code, n.subcode, n.open_bit) for n in notes} == {(ErrorCode.UPDATE_MESSAGE, 2, True)}
+    assert s.state is State.ESTABLISHED
+
+
+def test_s10_an_update_whose_claims_are_all_rejected_still_restarts_hold() -> None:
+    s = bring_to(State.ESTABLISHED)
+    junk = bytes([0, 4, 7, 0])
+    s.data_received(1, update_frame(*([junk] * 10)), now=80)
+    assert s._connections[1].hold_at == pytest.approx(80 + HOLD)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"hold_time": 2},
+        {"hold_time": 70000},
+        {"connect_retry": 0},
+        {"restart_backoff_initial": 0},
+        {"restart_backoff_initial": 10, "restart_backoff_max": 5},
+    ],
+)
+def test_session_config_rejects_values_that_would_spin_or_break_the_wire(
+    overrides: dict[str, float],
+) -> None:
+    with pytest.raises(CoreMisuse):
+        config(**overrides)
