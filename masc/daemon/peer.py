@@ -10,6 +10,7 @@ connection is dropped as lost.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -43,6 +44,8 @@ _OUTBOX_DEPTH: Final = 1024
 # How long a closing connection may take to flush what was queued (a final NOTIFICATION).
 _CLOSE_GRACE: Final = 5.0
 _READ_SIZE: Final = 65536
+_READ_CREDIT: Final = 4
+_DRAIN_BEFORE_TIMERS: Final = 256
 _connection_ids = itertools.count(1)
 
 
@@ -66,13 +69,15 @@ class _DialFailed:
 
 @dataclass(frozen=True, slots=True)
 class _Data:
-    connection: int
+    connection: _Connection
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class _Lost:
-    connection: int
+    """A connection's tasks have ended, for whatever reason; sent exactly once per connection."""
+
+    connection: _Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +92,18 @@ _InboxEvent = _Incoming | _Connected | _DialFailed | _Data | _Lost | _Admin
 
 
 class _Connection:
-    """The I/O half of one TCP connection: the tasks and the channel feeding the writer."""
+    """The I/O half of one TCP connection: a reader task, a writer task fed by a bounded
+    channel, and the rule that when either ends the runner hears ``_Lost`` exactly once."""
 
-    def __init__(self, connection_id: int, stream: trio.SocketStream) -> None:
+    def __init__(self, connection_id: int, stream: trio.SocketStream, stall: float) -> None:
         self.id = connection_id
         self.stream = stream
         self.outbox, self._outbox_rx = trio.open_memory_channel[bytes](_OUTBOX_DEPTH)
+        # Reads in flight to the runner: a peer cannot make us buffer more than this.
+        self.credit = trio.Semaphore(_READ_CREDIT)
         self.scope = trio.CancelScope()
+        self.closing = False
+        self.stall = stall
         self.done = trio.Event()
 
     async def run(self, inbox: trio.MemorySendChannel[_InboxEvent]) -> None:
@@ -101,36 +111,55 @@ class _Connection:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._read, inbox, nursery.cancel_scope)
-                    await self._write()
-                    nursery.cancel_scope.cancel()
+                    if not await self._write():
+                        nursery.cancel_scope.cancel()
             finally:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(self.stream)
+                with contextlib.suppress(trio.BrokenResourceError):
+                    inbox.send_nowait(_Lost(self))
                 self.done.set()
 
     async def _read(
         self, inbox: trio.MemorySendChannel[_InboxEvent], scope: trio.CancelScope
     ) -> None:
-        try:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             while data := await self.stream.receive_some(_READ_SIZE):
-                await inbox.send(_Data(self.id, data))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        await inbox.send(_Lost(self.id))
+                if self.closing:
+                    continue  # we are closing: read on only to see the peer's EOF
+                await self.credit.acquire()
+                inbox.send_nowait(_Data(self, data))
+        if not self.closing:
+            scope.cancel()  # EOF or error while open: the connection is lost
 
-    async def _write(self) -> None:
-        # Runs until the runner closes the outbox (a Close effect), then has flushed it.
+    async def _write(self) -> bool:
+        """Write until the runner closes the outbox; then half-close (FIN) so the peer reads
+        everything, including a final NOTIFICATION, before either side resets.  False when
+        the connection failed or stalled: a peer that takes none of our bytes for a whole
+        hold time is gone, and cancelling the send is harmless as nothing follows it."""
         try:
             async for data in self._outbox_rx:
-                await self.stream.send_all(data)
+                with trio.move_on_after(self.stall) as stalled:
+                    await self.stream.send_all(data)
+                if stalled.cancelled_caught:
+                    log.warning("peer has not read for %.0fs; dropping it", self.stall)
+                    return False
+            await self.stream.send_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+            return False
+        return True
 
     def close(self) -> None:
-        """Flush what is queued, then close; give up after the grace period.  Cancelling a
-        send_all here is harmless: nothing more will be written on this connection."""
+        """Flush what is queued, half-close, wait for the peer's EOF; give up after the grace
+        period."""
+        self.closing = True
         self.outbox.close()
         self.scope.deadline = min(self.scope.deadline, trio.current_time() + _CLOSE_GRACE)
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent data and all."""
+        self.closing = True
+        self.scope.cancel()
 
 
 class PeerRunner:
@@ -188,27 +217,33 @@ class PeerRunner:
     # --- the loop ------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        while True:
+        while not (self._stopping and not self._connections):
             deadline = self.session.next_deadline()
             with trio.move_on_at(math.inf if deadline is None else deadline):
-                event = await self._inbox_rx.receive()
-                self._handle(event)
-                if self._stopping and not self._connections:
-                    return
+                self._handle(await self._inbox_rx.receive())
                 continue
+            # A deadline passed.  What is already queued happened before now: a KEEPALIVE
+            # that arrived in time must restart the Hold Timer before that timer is judged.
+            for _ in range(_DRAIN_BEFORE_TIMERS):
+                try:
+                    self._handle(self._inbox_rx.receive_nowait())
+                except trio.WouldBlock:
+                    break
             self._execute(self.session.handle_timer(now=trio.current_time()))
 
     def _handle(self, event: _InboxEvent) -> None:
         now = trio.current_time()
         session = self.session
         if isinstance(event, _Data):
-            if event.connection in self._connections:
-                self._execute(session.data_received(event.connection, event.data, now=now))
+            conn = event.connection
+            conn.credit.release()
+            if self._connections.get(conn.id) is conn:
+                self._execute(session.data_received(conn.id, event.data, now=now))
         elif isinstance(event, _Lost):
-            conn = self._connections.pop(event.connection, None)
-            if conn is not None:
-                conn.close()
-                self._execute(session.connection_lost(event.connection, now=now))
+            # Only a connection the session still has is news to it; one we closed is not.
+            if self._connections.get(event.connection.id) is event.connection:
+                del self._connections[event.connection.id]
+                self._execute(session.connection_lost(event.connection.id, now=now))
         elif isinstance(event, _Incoming):
             self._adopt(event.stream, outbound=False, initial=event.initial)
         elif isinstance(event, _Connected):
@@ -240,7 +275,8 @@ class PeerRunner:
             self._discard(stream)
             return
         connection_id = next(_connection_ids)
-        conn = _Connection(connection_id, stream)
+        config = self.session.config
+        conn = _Connection(connection_id, stream, float(config.hold_time or config.open_hold_time))
         self._connections[connection_id] = conn
         self._flushing.add(conn)
         self._nursery.start_soon(self._run_connection, conn)
@@ -276,18 +312,18 @@ class PeerRunner:
 
     def _send(self, effect: Send) -> None:
         conn = self._connections.get(effect.connection)
-        if conn is None:
+        if conn is None or conn.closing:
             return
         try:
             conn.outbox.send_nowait(effect.data)
         except trio.WouldBlock:
+            # The peer reads nothing.  Abort: the connection task ends and its _Lost tells
+            # the session, as for any other transport loss.
             log.warning(
                 "peer is not reading; dropping the connection",
                 extra=self._extra(event="slow_peer"),
             )
-            self._connections.pop(effect.connection, None)
-            conn.close()
-            self.inbox.send_nowait(_Lost(effect.connection))  # processed as a transport loss
+            conn.abort()
 
     def _dial(self) -> None:
         assert self._nursery is not None
@@ -300,6 +336,7 @@ class PeerRunner:
         if self._dial_scope is not None:
             self._dial_scope.cancel()
             self._dial_scope = None
+        self._current_dial = 0  # whatever the cancelled dial reports is stale
 
     async def _dial_task(self, dial: int, scope: trio.CancelScope) -> None:
         """Connect from our listen address (so the peer sees the address it configured)."""

@@ -1,0 +1,168 @@
+"""The trio shell around one session: connection lifecycle and the session's view of it.
+
+Streams are trio's in-memory test streams (``lockstep_stream_pair``: a send completes only
+when the other side reads, so a peer that never reads is easy to play) and time is a
+MockClock that jumps whenever every task is blocked.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from masc.daemon import peer as peer_module
+from masc.daemon.peer import PeerRunner, _Connection, _InboxEvent, _Lost
+from masc.protocol.session import State
+from masc.protocol.wire import Framer, Keepalive, Notification, Open, decode, encode
+from tests.protocol.fsm_helpers import config, peer_open
+
+Inbox = tuple[trio.MemorySendChannel[_InboxEvent], trio.MemoryReceiveChannel[_InboxEvent]]
+
+
+def inbox() -> Inbox:
+    return trio.open_memory_channel[_InboxEvent](100)
+
+
+def lost_count(rx: trio.MemoryReceiveChannel[_InboxEvent]) -> int:
+    count = 0
+    while True:
+        try:
+            count += isinstance(rx.receive_nowait(), _Lost)
+        except trio.WouldBlock:
+            return count
+
+
+async def test_writer_stall_ends_the_connection_and_reports_it_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ours, _theirs = trio.testing.lockstep_stream_pair()  # never reads
+    conn = _Connection(1, ours, stall=30.0)  # type: ignore[arg-type]
+    tx, rx = inbox()
+    conn.outbox.send_nowait(b"never read")
+    started = trio.current_time()
+    await conn.run(tx)
+    assert trio.current_time() - started == pytest.approx(30.0)
+    assert lost_count(rx) == 1
+
+
+async def test_writer_failure_reports_lost_even_while_the_reader_waits() -> None:
+    ours, _theirs = trio.testing.memory_stream_pair()
+    conn = _Connection(1, ours, stall=30.0)  # type: ignore[arg-type]
+    tx, rx = inbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run, tx)
+        await trio.testing.wait_all_tasks_blocked()
+        await ours.send_stream.aclose()  # the next write fails; the reader still waits
+        conn.outbox.send_nowait(b"x")
+    assert lost_count(rx) == 1
+
+
+async def test_peer_eof_reports_lost_once() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = _Connection(1, ours, stall=30.0)  # type: ignore[arg-type]
+    tx, rx = inbox()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run, tx)
+        await theirs.aclose()
+    assert lost_count(rx) == 1
+
+
+async def test_close_flushes_then_half_closes_and_waits_for_the_peer() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    conn = _Connection(1, ours, stall=30.0)  # type: ignore[arg-type]
+    tx, rx = inbox()
+    received = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(conn.run, tx)
+        conn.outbox.send_nowait(b"last words")
+        conn.close()
+        while data := await theirs.receive_some():  # everything, then our EOF
+            received += data
+        assert not conn.done.is_set()  # still waiting for the peer to close its side
+        await theirs.aclose()
+    assert bytes(received) == b"last words"
+    assert lost_count(rx) == 1
+
+
+async def test_session_learns_at_once_when_a_non_reading_peer_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Review finding C1: a full outbox drops the connection, and the session must hear of
+    it then, not a hold time later."""
+    monkeypatch.setattr(peer_module, "_OUTBOX_DEPTH", 1)
+    cfg = config(passive=True)  # hold time 90
+    runner = PeerRunner(
+        cfg, address=IPv4Address("127.0.0.3"), port=2587, local_address=None, label="test"
+    )
+    ours, theirs = trio.testing.lockstep_stream_pair()
+    framer = Framer()
+
+    async def read() -> Any:
+        while (frame := framer.next_frame()) is None:
+            framer.feed(await theirs.receive_some())
+        return decode(frame)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        runner.incoming(ours)  # type: ignore[arg-type]
+        assert isinstance(await read(), Open)
+        await theirs.send_all(encode(peer_open(cfg)))
+        assert isinstance(await read(), Keepalive)
+        await theirs.send_all(encode(Keepalive()))
+        await runner.established.wait()
+        # From now on we read nothing.  Bad Message Type is CC: in Established each one is
+        # answered with a NOTIFICATION and the session stays up.  The first answer blocks in
+        # the writer, the second fills the one outbox slot, the third finds no room.
+        before = trio.current_time()
+        await theirs.send_all(bytes([0, 4, 9, 0]) * 3)
+        await trio.testing.wait_all_tasks_blocked()
+        assert trio.current_time() == before  # no timer was needed to notice
+        assert runner.session.state is State.ACTIVE  # told of the loss: Idle, then Active
+        assert runner.session.stats.flaps == 1
+        assert not runner._connections
+        nursery.cancel_scope.cancel()
+
+
+async def test_runner_session_over_memory_streams_reaches_established(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cfg = config(passive=True, hold_time=9)
+    runner = PeerRunner(
+        cfg, address=IPv4Address("127.0.0.3"), port=2587, local_address=None, label="test"
+    )
+    ours, theirs = trio.testing.memory_stream_pair()
+    framer = Framer()
+
+    async def read() -> Any:
+        while (frame := framer.next_frame()) is None:
+            framer.feed(await theirs.receive_some())
+        return decode(frame)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        runner.incoming(ours)  # type: ignore[arg-type]
+        assert isinstance(await read(), Open)
+        await theirs.send_all(encode(peer_open(cfg)) + encode(Keepalive()))
+        assert isinstance(await read(), Keepalive)
+        await runner.established.wait()
+        # Keepalives every 3 s of virtual time (§7.4: a third of 9) while we answer them.
+        for _ in range(5):
+            sent_at = trio.current_time()
+            assert isinstance(await read(), Keepalive)
+            assert trio.current_time() - sent_at == pytest.approx(3.0)
+            await theirs.send_all(encode(Keepalive()))
+        assert runner.session.state is State.ESTABLISHED
+        # Then we fall silent: 9 s later the hold timer ends it (§8.4).
+        silent_from = trio.current_time()
+        message = await read()
+        while isinstance(message, Keepalive):
+            message = await read()
+        assert isinstance(message, Notification) and message.code == 4
+        assert trio.current_time() - silent_from == pytest.approx(9.0)
+        nursery.cancel_scope.cancel()
