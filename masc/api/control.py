@@ -28,7 +28,9 @@ class Request(BaseModel):
 class ErrorInfo(BaseModel):
     """``code`` is stable and machine-readable; ``message`` is for people."""
 
-    code: Literal["bad_json", "bad_request", "unknown_verb", "too_large", "not_found"]
+    code: Literal[
+        "bad_json", "bad_request", "unknown_verb", "too_large", "not_found", "busy", "internal"
+    ]
     message: str
 
 

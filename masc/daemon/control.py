@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("masc.control")
 _SOCKET_MODE: Final = 0o600
+_MAX_CLIENTS: Final = 32
+_IDLE_TIMEOUT: Final = 300.0
 
 
 class ControlError(Exception):
@@ -60,31 +62,64 @@ class ControlServer:
         sock = await _bind_unix(path)
         listener = trio.SocketListener(sock)
         log.info("control socket %s", path, extra={"event": "control_listening", "path": str(path)})
+        limit = trio.CapacityLimiter(_MAX_CLIENTS)
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started()
                 while True:
-                    stream = await listener.accept()
-                    nursery.start_soon(self._client, stream)
+                    try:
+                        stream = await listener.accept()
+                    except OSError as error:
+                        # Out of descriptors and the like: the daemon must carry on.
+                        log.error(
+                            "control accept failed: %s", error, extra={"event": "accept_failed"}
+                        )
+                        await trio.sleep(0.1)
+                        continue
+                    nursery.start_soon(self._client, stream, limit)
         finally:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    async def _client(self, stream: trio.SocketStream) -> None:
-        buffer = bytearray()
+    async def _client(self, stream: trio.SocketStream, limit: trio.CapacityLimiter) -> None:
         async with stream:
             try:
-                while data := await stream.receive_some(65536):
-                    buffer += data
-                    while (end := buffer.find(b"\n")) >= 0:
-                        line, buffer = bytes(buffer[:end]), buffer[end + 1 :]
-                        await stream.send_all(self.respond(line) + b"\n")
-                    if len(buffer) > MAX_REQUEST_BYTES:
-                        error = ErrorInfo(code="too_large", message="request line too long")
-                        reply = Response(ok=False, error=error).model_dump_json()
-                        await stream.send_all(reply.encode() + b"\n")
-                        return
-            except (trio.BrokenResourceError, OSError):
+                limit.acquire_nowait()
+            except trio.WouldBlock:
+                await self._reply_error(stream, "busy", "too many control clients; try again")
+                return
+            try:
+                await self._serve_client(stream)
+            finally:
+                limit.release()
+
+    async def _reply_error(self, stream: trio.SocketStream, code: str, message: str) -> None:
+        error = ErrorInfo.model_validate({"code": code, "message": message})
+        with contextlib.suppress(trio.BrokenResourceError, OSError):
+            reply = Response(ok=False, error=error).model_dump_json()
+            await stream.send_all(reply.encode() + b"\n")
+
+    async def _serve_client(self, stream: trio.SocketStream) -> None:
+        """Requests until EOF; a client idle for _IDLE_TIMEOUT is let go."""
+        buffer = bytearray()
+        while True:
+            with trio.move_on_after(_IDLE_TIMEOUT) as idle:
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, OSError):
+                    return
+            if idle.cancelled_caught or not data:
+                return
+            buffer += data
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                try:
+                    await stream.send_all(self.respond(line) + b"\n")
+                except (trio.BrokenResourceError, OSError):
+                    return
+            if len(buffer) > MAX_REQUEST_BYTES:
+                await self._reply_error(stream, "too_large", "request line too long")
                 return
 
     def respond(self, line: bytes) -> bytes:
@@ -92,7 +127,7 @@ class ControlServer:
         try:
             try:
                 raw = json.loads(line)
-            except (ValueError, UnicodeDecodeError) as error:
+            except (ValueError, RecursionError) as error:  # RecursionError: "[[[[..."
                 raise ControlError("bad_json", f"request is not JSON: {error}") from None
             try:
                 request = Request.model_validate(raw)
@@ -106,7 +141,14 @@ class ControlServer:
                     "unknown_verb",
                     f"unknown verb {request.verb!r}; known: {', '.join(sorted(self._verbs))}",
                 )
-            response = Response(ok=True, result=handler(request.args))
+            try:
+                result = handler(request.args)
+            except Exception:
+                # A bug in one verb must not take the daemon and its sessions down with it:
+                # log it loudly, answer the client, carry on.
+                log.exception("control verb %r failed", request.verb, extra={"event": "bug"})
+                raise ControlError("internal", f"internal error in {request.verb!r}") from None
+            response = Response(ok=True, result=result)
         except ControlError as error:
             response = Response(
                 ok=False,

@@ -8,7 +8,6 @@ interval at the latest, so the node learns its parents' state before its childre
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -36,6 +35,8 @@ log = logging.getLogger("masc.daemon")
 
 _EARLY: Final = (Relation.PARENT, Relation.INTERNAL)  # §12.1: these first
 _SHUTDOWN_GRACE: Final = 6.0
+# Connections to an address shared by several sibling sessions, waiting for their OPEN.
+_MAX_IDENTIFYING: Final = 16
 
 
 def session_config(cfg: MascConfig, peer: PeerConfig) -> SessionConfig:
@@ -71,6 +72,9 @@ class Daemon:
         self.started_at = time.time()
         self._shutdown_requested = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._accepting = trio.CancelScope()  # cancelled first at shutdown
+        self.served = trio.Event()
+        self._identifying = 0
         local = cfg.local.listen[0] if cfg.local.listen else None
         for peer in cfg.peers:
             key = cfg.peer_key(peer)
@@ -107,15 +111,20 @@ class Daemon:
             for runner in self.runners.values():
                 await nursery.start(runner.run)
             for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener)
+                nursery.start_soon(self._accept_loop, listener, self._accepting)
             nursery.start_soon(self._start_sessions)
             task_status.started()
             await self._shutdown_requested.wait()
             await self._stop_all()
             nursery.cancel_scope.cancel()
+        self.served.set()
 
     def request_shutdown(self) -> None:
         self._shutdown_requested.set()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._shutdown_requested.is_set()
 
     async def _start_sessions(self) -> None:
         early = [k for k, p in self.peers.items() if p.relation in _EARLY]
@@ -132,6 +141,7 @@ class Daemon:
     async def _stop_all(self) -> None:
         """Cease to every peer (§8.7) and let the NOTIFICATIONs reach the wire."""
         log.info("shutting down: Cease to every peer", extra={"event": "shutdown"})
+        self._accepting.cancel()  # no new connections while the sessions close
         for runner in self.runners.values():
             runner.admin(start=False, reason="shutdown")
         with trio.move_on_after(_SHUTDOWN_GRACE):
@@ -140,16 +150,18 @@ class Daemon:
 
     # --- incoming connections --------------------------------------------------------------
 
-    async def _accept_loop(self, listener: trio.SocketListener) -> None:
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as error:
-                # Out of descriptors and the like: keep serving, and do not spin.
-                log.error("accept failed: %s", error, extra={"event": "accept_failed"})
-                await trio.sleep(0.1 if error.errno in (errno.EMFILE, errno.ENFILE) else 0)
-                continue
-            self._dispatch(stream)
+    async def _accept_loop(self, listener: trio.SocketListener, scope: trio.CancelScope) -> None:
+        async with listener:
+            with scope:
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as error:
+                        # Out of descriptors and the like: keep serving, but do not spin.
+                        log.error("accept failed: %s", error, extra={"event": "accept_failed"})
+                        await trio.sleep(0.1)
+                        continue
+                    self._dispatch(stream)
 
     def _dispatch(self, stream: trio.SocketStream) -> None:
         assert self._nursery is not None
@@ -171,12 +183,27 @@ class Daemon:
             self._nursery.start_soon(trio.aclose_forcefully, stream)
         elif len(runners) == 1:
             runners[0].incoming(stream)
+        elif self._identifying >= _MAX_IDENTIFYING:
+            log.warning(
+                "refused connection from %s: too many connections still to identify",
+                remote,
+                extra={"event": "connection_refused", "remote": str(remote)},
+            )
+            _reset(stream)
+            self._nursery.start_soon(trio.aclose_forcefully, stream)
         else:
             self._nursery.start_soon(self._identify, stream, runners)
 
     async def _identify(self, stream: trio.SocketStream, runners: Sequence[PeerRunner]) -> None:
         """Several sibling sessions share this address (§4.4): the OPEN's Parent's Domain
         Identifier says which one the connection belongs to."""
+        self._identifying += 1
+        try:
+            await self._identify_one(stream, runners)
+        finally:
+            self._identifying -= 1
+
+    async def _identify_one(self, stream: trio.SocketStream, runners: Sequence[PeerRunner]) -> None:
         framer, seen = Framer(), bytearray()
         frame = None
         with trio.move_on_after(runners[0].session.config.open_hold_time):
@@ -188,8 +215,12 @@ class Daemon:
                     seen += data
                     framer.feed(data)
                     frame = framer.next_frame()
-            except (trio.BrokenResourceError, OSError, ProtocolError):
+            except (trio.BrokenResourceError, OSError):
                 frame = None
+            except ProtocolError as error:  # Bad Message Length: answered as a session would
+                notification = Notification(False, error.code, error.subcode, error.data)
+                await _refuse_with(stream, notification)
+                return
         if frame is None:
             await trio.aclose_forcefully(stream)
             return
@@ -248,6 +279,16 @@ async def run_daemon(config: MascConfig) -> None:
                 extra={"event": "started", "pid": os.getpid()},
             )
             async for signum in signals:
-                log.info("received %s", signal.Signals(signum).name, extra={"event": "signal"})
-                daemon.request_shutdown()
-                break
+                name = signal.Signals(signum).name
+                if not daemon.shutdown_requested:
+                    log.info("received %s", name, extra={"event": "signal"})
+                    daemon.request_shutdown()
+                    nursery.start_soon(_exit_when_served, daemon, nursery.cancel_scope)
+                else:  # a second signal: stop waiting for peers
+                    log.warning("received %s again: exiting now", name, extra={"event": "signal"})
+                    nursery.cancel_scope.cancel()
+
+
+async def _exit_when_served(daemon: Daemon, scope: trio.CancelScope) -> None:
+    await daemon.served.wait()
+    scope.cancel()

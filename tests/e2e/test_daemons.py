@@ -368,3 +368,26 @@ def raw_peer_established(
     assert isinstance(read_message(sock, framer), Keepalive)
     sock.sendall(encode(Keepalive()))
     return sock, framer
+
+
+def test_control_socket_survives_hostile_clients(
+    cluster: dict[int, Daemon], tmp_path: Path
+) -> None:
+    daemon = start(cluster, tmp_path, 91, TLD1, [])
+    daemon.wait_for(lambda r: r.get("event") == "control_listening")
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(10)
+        client.connect(daemon.control)
+        client.sendall(b"[" * 100_000 + b"\n")  # deep nesting: once a crash (review C3)
+        reply = json.loads(client.makefile().readline())
+        assert reply["ok"] is False and reply["error"]["code"] == "bad_json"
+        client.sendall(b'{"verb": "show summary"}\n')  # the connection is still usable
+        assert json.loads(client.makefile().readline())["ok"] is True
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(10)
+        client.connect(daemon.control)
+        client.sendall(b"x" * 70_000)  # no newline, over the limit
+        reply = json.loads(client.makefile().readline())
+        assert reply["error"]["code"] == "too_large"
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert daemon.mascctl("show", "summary").returncode == 0
