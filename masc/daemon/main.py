@@ -173,26 +173,26 @@ class Daemon:
         runners = self.by_address.get(remote, [])
         if not runners:
             # §10 Active: a connection from an address that is not a configured peer is
-            # rejected.  Reset it rather than leave the remote guessing.
-            log.warning(
-                "refused connection from %s: not a configured peer",
-                remote,
-                extra={"event": "connection_refused", "remote": str(remote)},
-            )
-            _reset(stream)
-            self._nursery.start_soon(trio.aclose_forcefully, stream)
+            # rejected.
+            self._refuse(stream, remote, "not a configured peer")
         elif len(runners) == 1:
             runners[0].incoming(stream)
         elif self._identifying >= _MAX_IDENTIFYING:
-            log.warning(
-                "refused connection from %s: too many connections still to identify",
-                remote,
-                extra={"event": "connection_refused", "remote": str(remote)},
-            )
-            _reset(stream)
-            self._nursery.start_soon(trio.aclose_forcefully, stream)
+            self._refuse(stream, remote, "too many connections still to identify")
         else:
             self._nursery.start_soon(self._identify, stream, runners)
+
+    def _refuse(self, stream: trio.SocketStream, remote: object, why: str) -> None:
+        """Reset the connection (RST) rather than leave the remote guessing."""
+        assert self._nursery is not None
+        log.warning(
+            "refused connection from %s: %s",
+            remote,
+            why,
+            extra={"event": "connection_refused", "remote": str(remote)},
+        )
+        _reset(stream)
+        self._nursery.start_soon(trio.aclose_forcefully, stream)
 
     async def _identify(self, stream: trio.SocketStream, runners: Sequence[PeerRunner]) -> None:
         """Several sibling sessions share this address (§4.4): the OPEN's Parent's Domain

@@ -27,6 +27,37 @@ def inbox() -> Inbox:
     return trio.open_memory_channel[_InboxEvent](100)
 
 
+def passive_runner(**overrides: Any) -> PeerRunner:
+    return PeerRunner(
+        config(passive=True, **overrides),
+        address=IPv4Address("127.0.0.3"),
+        port=2587,
+        local_address=None,
+        label="test",
+    )
+
+
+class Peer:
+    """The far end of a memory stream, reading whole MASC messages."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.framer = Framer()
+
+    async def read(self) -> Any:
+        while (frame := self.framer.next_frame()) is None:
+            self.framer.feed(await self.stream.receive_some())
+        return decode(frame)
+
+    async def handshake(self, runner: PeerRunner) -> None:
+        """Answer the runner's OPEN and bring the session to Established."""
+        assert isinstance(await self.read(), Open)
+        await self.stream.send_all(encode(peer_open(runner.session.config)))
+        assert isinstance(await self.read(), Keepalive)
+        await self.stream.send_all(encode(Keepalive()))
+        await runner.established.wait()
+
+
 def lost_count(rx: trio.MemoryReceiveChannel[_InboxEvent]) -> int:
     count = 0
     while True:
@@ -94,27 +125,13 @@ async def test_session_learns_at_once_when_a_non_reading_peer_is_dropped(
     """Review finding C1: a full outbox drops the connection, and the session must hear of
     it then, not a hold time later."""
     monkeypatch.setattr(peer_module, "_OUTBOX_DEPTH", 1)
-    cfg = config(passive=True)  # hold time 90
-    runner = PeerRunner(
-        cfg, address=IPv4Address("127.0.0.3"), port=2587, local_address=None, label="test"
-    )
+    runner = passive_runner()  # hold time 90
     ours, theirs = trio.testing.lockstep_stream_pair()
-    framer = Framer()
-
-    async def read() -> Any:
-        while (frame := framer.next_frame()) is None:
-            framer.feed(await theirs.receive_some())
-        return decode(frame)
-
     async with trio.open_nursery() as nursery:
         await nursery.start(runner.run)
         runner.admin(start=True, reason="test")
         runner.incoming(ours)  # type: ignore[arg-type]
-        assert isinstance(await read(), Open)
-        await theirs.send_all(encode(peer_open(cfg)))
-        assert isinstance(await read(), Keepalive)
-        await theirs.send_all(encode(Keepalive()))
-        await runner.established.wait()
+        await Peer(theirs).handshake(runner)
         # From now on we read nothing.  Bad Message Type is CC: in Established each one is
         # answered with a NOTIFICATION and the session stays up.  The first answer blocks in
         # the writer, the second fills the one outbox slot, the third finds no room.
@@ -131,26 +148,15 @@ async def test_session_learns_at_once_when_a_non_reading_peer_is_dropped(
 async def test_runner_session_over_memory_streams_reaches_established(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    cfg = config(passive=True, hold_time=9)
-    runner = PeerRunner(
-        cfg, address=IPv4Address("127.0.0.3"), port=2587, local_address=None, label="test"
-    )
+    runner = passive_runner(hold_time=9)
     ours, theirs = trio.testing.memory_stream_pair()
-    framer = Framer()
-
-    async def read() -> Any:
-        while (frame := framer.next_frame()) is None:
-            framer.feed(await theirs.receive_some())
-        return decode(frame)
-
+    peer = Peer(theirs)
+    read = peer.read
     async with trio.open_nursery() as nursery:
         await nursery.start(runner.run)
         runner.admin(start=True, reason="test")
         runner.incoming(ours)  # type: ignore[arg-type]
-        assert isinstance(await read(), Open)
-        await theirs.send_all(encode(peer_open(cfg)) + encode(Keepalive()))
-        assert isinstance(await read(), Keepalive)
-        await runner.established.wait()
+        await peer.handshake(runner)
         # Keepalives every 3 s of virtual time (§7.4: a third of 9) while we answer them.
         for _ in range(5):
             sent_at = trio.current_time()

@@ -391,3 +391,32 @@ def test_control_socket_survives_hostile_clients(
         assert reply["error"]["code"] == "too_large"
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert daemon.mascctl("show", "summary").returncode == 0
+
+
+def test_s4_4_siblings_with_two_common_parents_keep_one_session_per_parent(
+    cluster: dict[int, Daemon], tmp_path: Path
+) -> None:
+    """Two domains that are both children of 65001 and 65002 peer twice, once per common
+    parent; each incoming connection is matched to its session by the OPEN's Parent's
+    Domain ID, and the two are not a §8.8 collision."""
+    parents = "parent_domain_ids = [65001, 65002]"
+    a = start(cluster, tmp_path, 101, 65010,
+              [Peer(102, "sibling", 65011, parent_domain_id=p) for p in (65001, 65002)],
+              extra_local=parents)  # fmt: skip
+    b = start(cluster, tmp_path, 102, 65011,
+              [Peer(101, "sibling", 65010, parent_domain_id=p) for p in (65001, 65002)],
+              extra_local=parents)  # fmt: skip
+    for daemon, other in ((a, 102), (b, 101)):
+        daemon.wait_for(
+            lambda r, other=other: r.get("event") == "session_up" and r.get("peer") == addr(other)
+        )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rows = json.loads(a.mascctl("--json", "show", "peers").stdout)["peers"]
+        if all(r["state"] == "Established" for r in rows):
+            break
+        time.sleep(0.2)
+    assert sorted((r["parent_domain_id"], r["state"]) for r in rows) == [
+        (65001, "Established"),
+        (65002, "Established"),
+    ]
