@@ -80,8 +80,11 @@ def render(
 class Daemon:
     """One ``masc run`` process and the JSON records it has logged."""
 
-    def __init__(self, node: int, config_text: str, workdir: Path) -> None:
+    def __init__(
+        self, node: int, config_text: str, workdir: Path, *, max_files: int | None = None
+    ) -> None:
         self.node = node
+        self.max_files = max_files
         self.config = workdir / f"{node}.toml"
         self.config.write_text(config_text)
         self.control = str(workdir / f"{node}.control.sock")
@@ -97,8 +100,15 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=self._limit_files if self.max_files else None,
         )  # fmt: skip
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+
+    def _limit_files(self) -> None:
+        import resource
+
+        assert self.max_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
 
     def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stderr is not None

@@ -420,3 +420,27 @@ def test_s4_4_siblings_with_two_common_parents_keep_one_session_per_parent(
         (65001, "Established"),
         (65002, "Established"),
     ]
+
+
+def test_control_socket_survives_running_out_of_descriptors(tmp_path: Path) -> None:
+    """Review finding C4: accept() failing with EMFILE once killed the daemon.  The limit is
+    below what the 32-client cap would let in, so accept itself runs out of descriptors."""
+    daemon = Daemon(111, render(111, TLD1, [], tmp_path), tmp_path, max_files=24)
+    try:
+        daemon.wait_for(lambda r: r.get("event") == "control_listening")
+        clients = []
+        for _ in range(40):  # more than the daemon has descriptors left
+            client = socket.socket(socket.AF_UNIX)
+            client.connect(daemon.control)  # the kernel queues them even when accept fails
+            clients.append(client)
+        daemon.wait_for(lambda r: r.get("event") == "accept_failed")
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        for client in clients:
+            client.close()
+        deadline = time.monotonic() + 15
+        while (result := daemon.mascctl("show", "summary")).returncode != 0:
+            assert time.monotonic() < deadline, result.stderr
+            time.sleep(0.2)
+        assert daemon.proc.poll() is None
+    finally:
+        daemon.stop()
