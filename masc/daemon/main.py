@@ -92,7 +92,7 @@ class Daemon:
     # --- running -------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until cancelled or until :meth:`shutdown` finishes."""
+        """Run until cancelled, or until :meth:`request_shutdown` and the Cease to every peer."""
         cfg = self.config
         listeners: list[trio.SocketListener] = []
         for address in cfg.local.listen:

@@ -43,6 +43,7 @@ from masc.protocol.errors import (
     UpdateMessageError,
     UpdateSubcode,
 )
+from masc.protocol.wire.framing import check_length_field
 from masc.protocol.wire.messages import (
     Claim,
     DomainId,
@@ -221,12 +222,7 @@ def check_header(frame: bytes) -> MessageType:
             reason=f"{len(frame)} octets, shorter than a message header",
         )
     length, type_code, _reserved = HEADER.unpack_from(frame)
-    if not HEADER_LENGTH <= length <= MAX_MESSAGE_LENGTH:
-        raise MessageHeaderError(
-            HeaderSubcode.BAD_MESSAGE_LENGTH,
-            frame[:HEADER_LENGTH],
-            reason=f"length field {length}",
-        )
+    check_length_field(length, frame[:HEADER_LENGTH])
     if length != len(frame):
         raise MessageHeaderError(
             HeaderSubcode.BAD_MESSAGE_LENGTH,

@@ -15,6 +15,15 @@ from masc.protocol.errors import CoreMisuse, HeaderSubcode, MessageHeaderError
 _COMPACT_AFTER = 64 * 1024
 
 
+def check_length_field(length: int, header: bytes | bytearray) -> None:
+    """§7.1: "The value of the Length field must always be at least 4 and no greater than
+    4096."  Outside that the message has no boundary, so its Data is the header (§8.1)."""
+    if length < HEADER_LENGTH or length > MAX_MESSAGE_LENGTH:
+        raise MessageHeaderError(
+            HeaderSubcode.BAD_MESSAGE_LENGTH, bytes(header), reason=f"length field {length}"
+        )
+
+
 class Framer:
     """Accumulates stream bytes; :meth:`next_frame` returns one whole message or None.
 
@@ -51,13 +60,11 @@ class Framer:
         if len(buffer) - start < HEADER_LENGTH:
             return None
         length = (buffer[start] << 8) | buffer[start + 1]
-        if length < HEADER_LENGTH or length > MAX_MESSAGE_LENGTH:
+        try:
+            check_length_field(length, buffer[start : start + HEADER_LENGTH])
+        except MessageHeaderError:
             self._broken = True
-            raise MessageHeaderError(
-                HeaderSubcode.BAD_MESSAGE_LENGTH,
-                bytes(buffer[start : start + HEADER_LENGTH]),
-                reason=f"length field {length}",
-            )
+            raise
         end = start + length
         if len(buffer) < end:
             return None
