@@ -76,3 +76,51 @@ class SummaryResult(BaseModel):
     peers_configured: int
     peers_established: int
     uptime: float
+
+
+class PrefixInfo(BaseModel):
+    """A prefix this domain owns or manages (RFC 2909 §4.1), or one its children hold."""
+
+    prefix: str = Field(description="CIDR")
+    kind: Literal["managed", "local", "child"] = Field(
+        description="managed: claimed by the domain (§4.1); local: claimed by a non-leaf "
+        "domain for its own MAASs (§12.2); child: a child domain's PREFIX_IN_USE"
+    )
+    expires: int = Field(description="end of lifetime, Unix seconds (§4.2)")
+    claimed_at: int = Field(description="the claim's timestamp, Unix seconds")
+    origin_node: str
+    domain_id: int = Field(description="the domain holding it")
+    parent_domain_id: int | None = Field(None, description="where it was claimed from (0: pool)")
+    usable: list[str] = Field(description="the prefix minus ranges withdrawn after a clash")
+    in_grib: bool
+
+
+class PrefixesResult(BaseModel):
+    non_leaf: bool
+    prefixes: list[PrefixInfo]
+
+
+class ClaimInfo(BaseModel):
+    prefix: str | None
+    type: str
+    kind: Literal["managed", "local"]
+    purpose: str
+    state: Literal["scheduled", "pending"]
+    timestamp: int | None = None
+    lifetime: int
+    time_left: float = Field(description="seconds until it is sent or its Claim-Timer expires")
+
+
+class ClashInfo(BaseModel):
+    clash_id: int
+    local: str
+    winner: str
+    winner_domain_id: int
+    detected_at: float
+    state: Literal["pending", "withdrawn", "accepted"]
+
+
+class ClaimsResult(BaseModel):
+    claims: list[ClaimInfo]
+    cached: int = Field(description="attributes in the claim cache (§11.1)")
+    clashes: list[ClashInfo]

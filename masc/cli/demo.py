@@ -10,6 +10,9 @@
 
 Twelve ``masc run`` processes, one per MASC node, each on its own loopback address and
 control socket, logging JSON that this command turns into one readable line per event.
+The top-level domains share the organization-local scope 239.192.0.0/14 (RFC 2365, RFC 2909
+§4.5); with a waiting period of 4 s every domain claims, waits, and owns a prefix nested in
+its parent's within about 20 s, and the demo ends with a table of who holds what.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ DOMAINS: dict[str, tuple[int, tuple[str, ...]]] = {
     "C6": (65006, ("P4",)),
     "C7": (65007, ("P4",)),
 }
+# Addresses each level claims first (§12.2, App. B): a parent needs room for its children.
+INITIAL_SIZE: dict[int, int] = {0: 4096, 1: 1024, 2: 256}
 # node -> last octet of its 127.0.0.x address
 NODES: dict[str, int] = {
     "T1a": 11, "T2a": 12, "P3a": 31, "P3b": 32, "P4a": 41, "P4b": 42,
@@ -69,6 +74,12 @@ def domain_of(node: str) -> str:
     return node[:2]
 
 
+def level(domain: str) -> int:
+    """0 for a top-level domain, 1 for its children, and so on."""
+    parents = DOMAINS[domain][1]
+    return 0 if not parents else 1 + min(level(p) for p in parents)
+
+
 def address(node: str, prefix: str = "127.0.0") -> str:
     return f"{prefix}.{NODES[node]}"
 
@@ -94,8 +105,12 @@ def render_config(node: str, workdir: Path, port: int, prefix: str = "127.0.0") 
         "connect_retry = 1",
         'restart_backoff_initial = "1s"',
         'restart_backoff_max = "10s"',
-        'waiting_period = "10s"',
-        'initiate_claim_delay = "2s"',
+        'waiting_period = "4s"',
+        'initiate_claim_delay = "1s"',
+        'clock_skew_grace = "4s"',
+        "[allocation]",
+        f"initial_size = {INITIAL_SIZE[level(domain)]}",
+        'claim_lifetime = "1h"',
         "[control]",
         f'socket = "{workdir / node}.control.sock"',
         "[maas]",
@@ -163,16 +178,63 @@ def describe(node: str, record: dict[str, object]) -> str | None:
         return f"{node:>4} <-> {who:<4} down: {record.get('message')}"
     if event in ("fatal", "stderr") or record.get("level") in ("error", "critical"):
         return f"{node:>4} !! {record.get('message')}"
-    if event in ("claim", "prefix_allocated", "prefix_managed"):  # once the claim engine lands
+    if event in ("claim_sent", "prefix_allocated", "clash", "range_withdrawn", "claim_cancelled"):
         return f"{node:>4} {record.get('message')}"
     return None
+
+
+def _holders(record: dict[str, object]) -> bool:
+    return record.get("event") == "prefix_allocated"
+
+
+def print_prefixes(base: Path) -> bool:
+    """Ask every node what its domain holds; print one line per domain.  True when every
+    domain holds space nested in its parents' (RFC 2909 §4)."""
+    from ipaddress import ip_network
+
+    from masc.cli.mascctl import request
+
+    held: dict[str, set[str]] = {}
+    for node in NODES:
+        try:
+            response = request(str(base / f"{node}.control.sock"), "show prefixes")
+        except OSError:
+            continue
+        rows = (response.result or {}).get("prefixes", [])
+        held.setdefault(domain_of(node), set()).update(
+            str(r["prefix"]) for r in rows if r.get("kind") == "managed"
+        )
+    ok = True
+    print("who holds what (RFC 2909 §4.1 managed space, as each domain's nodes report it):")
+    for domain, (domain_id, parents) in DOMAINS.items():
+        mine = sorted(held.get(domain, set()))
+        nested = all(
+            any(
+                ip_network(p).subnet_of(ip_network(q))  # type: ignore[arg-type]
+                for parent in parents
+                for q in held.get(parent, set())
+            )
+            for p in mine
+        )
+        ok = ok and bool(mine) and (not parents or nested)
+        where = "global pool 239.192.0.0/14" if not parents else f"inside {'/'.join(parents)}"
+        status = "ok" if mine and (not parents or nested) else "MISSING"
+        print(f"  {domain} ({domain_id}): {', '.join(mine) or '-':<36} {where:<28} {status}")
+    return ok
 
 
 def expected_sessions() -> int:
     return 2 * len(LINKS)
 
 
-def run_demo(*, duration: float, port: int, workdir: str | None, until_up: bool = False) -> int:
+def run_demo(
+    *,
+    duration: float,
+    port: int,
+    workdir: str | None,
+    until_up: bool = False,
+    until_claimed: bool = False,
+) -> int:
     base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="masc-demo-"))
     base.mkdir(parents=True, exist_ok=True)
     events: Queue[tuple[str, dict[str, object]]] = Queue()
@@ -187,9 +249,15 @@ def run_demo(*, duration: float, port: int, workdir: str | None, until_up: bool 
         procs.append(start_node(node, path, events))
     started = time.monotonic()
     up: set[tuple[str, str]] = set()
+    claimed: set[str] = set()
     announced = False
     try:
         for node, record in _events_until(events, started, duration):
+            if _holders(record):
+                claimed.add(domain_of(node))
+                if until_claimed and claimed == set(DOMAINS):
+                    time.sleep(0.5)  # let the other nodes of each domain hear of it
+                    break
             if record.get("event") == "session_up":
                 up.add((node, str(record.get("peer"))))
             elif record.get("event") == "session_down":
@@ -213,6 +281,7 @@ def run_demo(*, duration: float, port: int, workdir: str | None, until_up: bool 
                 return 1
     except KeyboardInterrupt:
         pass
+    all_hold = print_prefixes(base)
     print("stopping: every daemon sends Cease to its peers (SIGTERM)", flush=True)
     for p in procs:
         if p.popen.poll() is None:
@@ -233,6 +302,8 @@ def run_demo(*, duration: float, port: int, workdir: str | None, until_up: bool 
     print(f"{ceases} Cease NOTIFICATIONs seen; daemons exited with status {statuses}")
     if not workdir:
         shutil.rmtree(base, ignore_errors=True)
+    if until_claimed and not all_hold:
+        return 1
     return 0 if announced and statuses == [0] else 1
 
 

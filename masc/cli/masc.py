@@ -1,7 +1,8 @@
 """``masc``: run the daemon, check a configuration, decode a message, run the local demo.
 
 Exit status: 0 success; 1 runtime failure (e.g. an address that cannot be bound);
-2 bad configuration or usage.
+2 bad configuration or usage. Warnings about a valid configuration (``config_warnings``) are
+printed by check-config and logged by run, and change neither exit status.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import asdict, is_dataclass
 from enum import Enum
 from typing import Any
 
-from masc.config import ConfigError, load_config
+from masc.config import ConfigError, config_warnings, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,11 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     dec.add_argument("hex")
 
     demo = sub.add_parser("demo", help="run RFC 2909 Figure 1 as real daemons on 127.0.0.x")
-    demo.add_argument("--duration", type=float, default=20.0, help="seconds; 0 = until Ctrl-C")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 = until Ctrl-C")
     demo.add_argument("--port", type=int, default=2587)
     demo.add_argument("--workdir", help="where configs and sockets go (default: a temp dir)")
     demo.add_argument(
         "--until-up", action="store_true", help="stop as soon as every session is Established"
+    )
+    demo.add_argument(
+        "--until-claimed",
+        action="store_true",
+        help="stop as soon as every domain holds address space (exit 1 if not nested)",
     )
 
     args = parser.parse_args(argv)
@@ -49,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     from masc.cli.demo import run_demo
 
     return run_demo(
-        duration=args.duration, port=args.port, workdir=args.workdir, until_up=args.until_up
+        duration=args.duration,
+        port=args.port,
+        workdir=args.workdir,
+        until_up=args.until_up,
+        until_claimed=args.until_claimed,
     )
 
 
@@ -59,6 +69,9 @@ def _check_config(path: str) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    # Warnings do not change the exit status: the file is valid, merely unwise.
+    for warning in config_warnings(cfg):
+        print(f"{path}: {warning}", file=sys.stderr)
     kind = "top-level domain" if cfg.is_tld else f"parents {list(cfg.parent_domain_ids)}"
     print(f"{path}: ok (domain {cfg.local.domain_id}, {kind}, {len(cfg.peers)} peer(s))")
     return 0
@@ -76,6 +89,13 @@ def _run(path: str, log_format: str, log_level: str) -> int:
         print(error, file=sys.stderr)
         return 2
     log = configure(log_level, log_format)
+    for warning in config_warnings(cfg):
+        log.warning(
+            "%s: %s",
+            path,
+            warning,
+            extra={"event": "config_warning", "key": warning.key, "warning": warning.message},
+        )
     try:
         trio.run(run_daemon, cfg)
     except (OSError, ExceptionGroup) as error:

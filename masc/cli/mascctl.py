@@ -2,6 +2,8 @@
 
     mascctl [--socket PATH] [--json] show summary
     mascctl [--socket PATH] [--json] show peers
+    mascctl [--socket PATH] [--json] show prefixes
+    mascctl [--socket PATH] [--json] show claims
 
 Exit status: 0 success; 1 the daemon answered with an error; 2 usage; 3 the daemon could
 not be reached.
@@ -13,9 +15,18 @@ import argparse
 import json
 import socket
 import sys
+import time
+from collections.abc import Sequence
 from typing import Any
 
-from masc.api.control import FORMAT_VERSION, PeersResult, Response, SummaryResult
+from masc.api.control import (
+    FORMAT_VERSION,
+    ClaimsResult,
+    PeersResult,
+    PrefixesResult,
+    Response,
+    SummaryResult,
+)
 
 DEFAULT_SOCKET = "/run/masc/control.sock"
 EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -44,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the daemon's JSON result")
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="read the daemon's state")
-    show.add_argument("what", choices=("summary", "peers"))
+    show.add_argument("what", choices=("summary", "peers", "prefixes", "claims"))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -70,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(response.result, indent=2))
     elif args.what == "summary":
         _print_summary(SummaryResult.model_validate(response.result))
+    elif args.what == "prefixes":
+        _print_prefixes(PrefixesResult.model_validate(response.result))
+    elif args.what == "claims":
+        _print_claims(ClaimsResult.model_validate(response.result))
     else:
         _print_peers(PeersResult.model_validate(response.result))
     return 0
@@ -100,6 +115,41 @@ def _print_peers(result: PeersResult) -> None:
                 p.last_error or "-",
             )
         )
+    _table(rows)
+
+
+def _print_prefixes(result: PrefixesResult) -> None:
+    print(f"domain is {'non-leaf' if result.non_leaf else 'leaf'} (RFC 2909 §12.2)")
+    rows = [("PREFIX", "KIND", "DOMAIN", "FROM", "EXPIRES", "G-RIB", "USABLE")]
+    for p in result.prefixes:
+        rows.append(
+            (
+                p.prefix,
+                p.kind,
+                str(p.domain_id),
+                "-" if p.parent_domain_id is None else str(p.parent_domain_id),
+                time.strftime("%Y-%m-%d %H:%M", time.gmtime(p.expires)),
+                "yes" if p.in_grib else "no",
+                ",".join(p.usable) or "-",
+            )
+        )
+    _table(rows)
+
+
+def _print_claims(result: ClaimsResult) -> None:
+    rows = [("PREFIX", "TYPE", "KIND", "PURPOSE", "STATE", "TIME LEFT")]
+    for c in result.claims:
+        rows.append((c.prefix or "-", c.type, c.kind, c.purpose, c.state, _duration(c.time_left)))
+    _table(rows)
+    print(f"{result.cached} attribute(s) in the claim cache")
+    for clash in result.clashes:
+        print(
+            f"clash {clash.clash_id}: {clash.local} lost to {clash.winner} of domain "
+            f"{clash.winner_domain_id} ({clash.state})"
+        )
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])

@@ -4,6 +4,7 @@ See docs/configuration.md for the file format and peers.example.toml for an exam
 """
 
 from masc.config.durations import parse_duration
+from masc.config.lint import ConfigWarning, config_warnings
 from masc.config.loader import ConfigError, load_config, parse_config_text
 from masc.config.models import (
     AllocationConfig,
@@ -12,6 +13,7 @@ from masc.config.models import (
     MaasConfig,
     MascConfig,
     PeerConfig,
+    PolicyConfig,
     Relation,
     StorageConfig,
     TimersConfig,
@@ -20,14 +22,17 @@ from masc.config.models import (
 __all__ = [
     "AllocationConfig",
     "ConfigError",
+    "ConfigWarning",
     "ControlConfig",
     "LocalConfig",
     "MaasConfig",
     "MascConfig",
     "PeerConfig",
+    "PolicyConfig",
     "Relation",
     "StorageConfig",
     "TimersConfig",
+    "config_warnings",
     "load_config",
     "parse_config_text",
     "parse_duration",

@@ -10,6 +10,9 @@ What the file may say is shaped by RFC 2909:
 * §7.2: the Hold Time MUST be zero or at least three seconds and fits in two octets; Domain
   and Node Identifiers are 4 octets for IPv4 and 16 for IPv6.
 * §10: automatic restart back-off bounds; §12.3: tolerated clock skew.
+* §4 / §4.5 with RFC 5771, RFC 3180, RFC 4607: which multicast space a global pool may hold
+  (``masc.config.space``); §4.5: the admin-scope zones a session crosses.
+* §8.3, §12.4, §14, Appendix B: the ``[policy]`` a node applies to the claims it hears.
 
 Every model is frozen (the daemon shares one config object between tasks and must not see it
 change under it) and forbids unknown keys (operators want typos caught, not ignored).
@@ -50,6 +53,7 @@ from pydantic import (
 )
 
 from masc.config.durations import parse_duration
+from masc.config.space import pool_refusal
 from masc.protocol.constants import (
     HOLDTIME,
     INITIATE_CLAIM_DELAY,
@@ -74,6 +78,7 @@ __all__ = [
     "MascConfig",
     "Network",
     "PeerConfig",
+    "PolicyConfig",
     "Relation",
     "StorageConfig",
     "TimersConfig",
@@ -94,6 +99,15 @@ DEFAULT_CLOCK_SKEW_GRACE: Final = 86_400.0
 DEFAULT_CONNECT_RETRY: Final = 30.0
 DEFAULT_INITIAL_SIZE: Final = 256
 DEFAULT_CLAIM_LIFETIME: Final = 30 * 86_400.0
+# §8.3's examples: "more than 15,768,000, i.e. half year" is a Claim Lifetime (and a Claim
+# Holdtime) too long; "smaller than 16 addresses" a Claim Prefix Size Too Small.
+HALF_YEAR: Final = 15_768_000.0
+DEFAULT_MIN_CHILD_PREFIX_SIZE: Final = 16
+# §8.3 Claim Timestamp Too New/Old: how far a claim's timestamp may be off; one day, like the
+# §12.3 example of the skew to compensate for.
+DEFAULT_TIMESTAMP_TOLERANCE: Final = 86_400.0
+# §7.3: Claim Lifetime and Claim Holdtime are 4-octet counts of seconds.
+MAX_CLAIM_SECONDS: Final = 0xFFFF_FFFF
 
 _FAMILY_NAMES: Final = {AddressFamily.IPV4: "ipv4", AddressFamily.IPV6: "ipv6"}
 _MULTICAST_SPACE: Final = {
@@ -207,6 +221,32 @@ def _positive(seconds: float) -> float:
     return seconds
 
 
+def _secs(seconds: float) -> str:
+    """``15768000 s`` rather than ``1.5768e+07 s``: durations as an operator would write them."""
+    return f"{int(seconds)} s" if seconds.is_integer() else f"{seconds:g} s"
+
+
+def _wire_seconds(seconds: float) -> float:
+    # §7.3: a value this node puts in a Claim Lifetime field must be a 4-octet whole number.
+    if not seconds.is_integer():
+        raise ValueError(f"must be a whole number of seconds, got {seconds:g}")
+    if seconds > MAX_CLAIM_SECONDS:
+        raise ValueError(
+            f"must be at most {MAX_CLAIM_SECONDS} seconds (a 4-octet field, RFC 2909 §7.3), "
+            f"got {_secs(seconds)}"
+        )
+    return seconds
+
+
+def _power_of_two_problem(value: int, what: str) -> str | None:
+    if value & (value - 1):
+        return (
+            f"must be a power of two ({what}), got {value}; "
+            f"nearest: {1 << (value.bit_length() - 1)} or {1 << value.bit_length()}"
+        )
+    return None
+
+
 def _non_empty_path(value: object) -> object:
     # Path("") is ".", which would silently put a socket or database in the working directory.
     if isinstance(value, str) and not value.strip():
@@ -220,6 +260,10 @@ Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 HoldTime = Annotated[int, BeforeValidator(_parse_hold_time)]
+WireDuration = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(_positive), AfterValidator(_wire_seconds)
+]
+AddressCount = Annotated[int, Field(strict=True, ge=1)]
 FilePath = Annotated[Path, BeforeValidator(_non_empty_path)]
 
 
@@ -321,17 +365,30 @@ class LocalConfig(_Model):
             elif (problem := _identifier_problem(parent, family)) is not None:
                 problems.append((("parent_domain_ids", i), problem))
 
-        space = _MULTICAST_SPACE[family]
-        for i, net in enumerate(self.global_pool):
-            if _family_of(net) is not family:
-                problems.append((("global_pool", i), _family_mismatch(net, family, "prefix")))
-            elif not net.subnet_of(space):  # type: ignore[arg-type]  # same family, checked above
-                problems.append(
-                    (("global_pool", i), f"{net} is not multicast space (inside {space})")
-                )
+        problems.extend(_pool_problems(self.global_pool, family))
         if problems:
             raise KeyedProblems(problems)
         return self
+
+
+def _pool_problems(pool: Sequence[Network], family: AddressFamily) -> Iterable[tuple[KeyPath, str]]:
+    """§4: the global pool is multicast space the TLDs may claim; one problem per prefix."""
+    space = _MULTICAST_SPACE[family]
+    accepted: dict[int, Network] = {}
+    for i, net in enumerate(pool):
+        key: KeyPath = ("global_pool", i)
+        if _family_of(net) is not family:
+            yield key, _family_mismatch(net, family, "prefix")
+        elif not net.subnet_of(space):  # type: ignore[arg-type]  # same family, checked above
+            yield key, f"{net} is not multicast space (inside {space})"
+        elif (refusal := pool_refusal(net)) is not None:
+            yield key, refusal
+        elif (j := next((j for j, o in accepted.items() if net.overlaps(o)), None)) is not None:
+            # Two TLDs' claims are compared per prefix (§5.1.1); a pool listed twice would
+            # only make the same space look twice as large.
+            yield key, f"{net} overlaps global_pool[{j}] ({accepted[j]}); prefixes must be disjoint"
+        else:
+            accepted[i] = net
 
 
 def _identifier_problem(value: int, family: AddressFamily) -> str | None:
@@ -403,6 +460,8 @@ class AllocationConfig(_Model):
             )
         return value
 
+    # claim_lifetime against the timers is checked in MascConfig: it spans two sections.
+
 
 class ControlConfig(_Model):
     """``[control]``: the mascctl control socket."""
@@ -446,6 +505,124 @@ _RELATION_ROLE: Final = {
 }
 
 
+class PolicyConfig(_Model):
+    """``[policy]``: what this node accepts from the claims it hears, chiefly its children's.
+
+    RFC 2909 leaves these to "local policy"; each default is the RFC's own example:
+
+    * §12.4: a node "must be configured to operate using either manual or automatic clash
+      resolution" — ``clash_resolution``.
+    * §8.3: a parent answers a child's claim whose lifetime is too long first with a
+      CLAIM_DENIED carrying the longest acceptable lifetime (``max_child_lifetime``, example
+      half a year), then with Claim Lifetime Too Long; too short a lifetime gets Claim
+      Lifetime Too Short (``min_child_lifetime``). Too small a prefix gets Claim Prefix Size
+      Too Small (``min_child_prefix_size``, example 16 addresses); too large a prefix
+      CLAIM_DENIED, then Claim Prefix Size Too Large (``max_child_prefix_size``). Claim
+      timestamps too far off get Claim Timestamp Too New/Old (``timestamp_tolerance``);
+      holdtimes out of bounds Claim Holdtime Too Long (SHOULD, ``max_claim_holdtime``) or
+      Too Short (MAY, ``min_claim_holdtime``).
+    * Appendix B: soft (warning) and hard (CLAIM_DENIED) thresholds on the addresses a child
+      domain has claimed and allocated.
+    * §14: after a restart, a node takes back its own domain's UPDATEs only from the
+      relations it trusts (``restore_from``); "typically" parents and internal peers.
+
+    Sizes are counts of addresses, as in §8.3 and Appendix B; durations are seconds or
+    duration strings. 0 for a minimum means "no minimum", an omitted maximum "no limit".
+    """
+
+    clash_resolution: Literal["automatic", "manual"] = "automatic"
+    # Sent in CLAIM_DENIED's Claim Lifetime field (§8.3), hence whole seconds in 4 octets.
+    max_child_lifetime: WireDuration = HALF_YEAR
+    min_child_lifetime: Duration = 0.0
+    min_child_prefix_size: AddressCount = DEFAULT_MIN_CHILD_PREFIX_SIZE
+    max_child_prefix_size: AddressCount | None = None
+    child_soft_threshold: AddressCount | None = None
+    child_hard_threshold: AddressCount | None = None
+    timestamp_tolerance: Duration = DEFAULT_TIMESTAMP_TOLERANCE
+    max_claim_holdtime: PositiveDuration = HALF_YEAR
+    min_claim_holdtime: Duration = 0.0
+    restore_from: tuple[Relation, ...] = (Relation.PARENT, Relation.INTERNAL)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        problems: list[tuple[KeyPath, str]] = []
+        # A claim is a prefix (§5), so it covers a power of two addresses: any other bound
+        # would be the next power of two in disguise.
+        sizes = ("min_child_prefix_size", "max_child_prefix_size")
+        for key in sizes:
+            value: int | None = getattr(self, key)
+            if value is not None and (problem := _power_of_two_problem(value, "a prefix")):
+                problems.append(((key,), problem))
+        if (
+            self.max_child_prefix_size is not None
+            and self.max_child_prefix_size < self.min_child_prefix_size
+        ):
+            problems.append(
+                (
+                    ("max_child_prefix_size",),
+                    f"must be >= min_child_prefix_size ({self.min_child_prefix_size}), "
+                    f"got {self.max_child_prefix_size}",
+                )
+            )
+        soft, hard = self.child_soft_threshold, self.child_hard_threshold
+        if hard is not None and soft is not None and hard < soft:
+            problems.append(
+                (
+                    ("child_hard_threshold",),
+                    f"must be >= child_soft_threshold ({soft}): the warning comes before the "
+                    f"denial (RFC 2909 App. B), got {hard}",
+                )
+            )
+        elif hard is not None and hard < self.min_child_prefix_size:
+            problems.append(
+                (
+                    ("child_hard_threshold",),
+                    f"must be >= min_child_prefix_size ({self.min_child_prefix_size}), or every "
+                    f"child claim is denied, got {hard}",
+                )
+            )
+        if self.min_child_lifetime > self.max_child_lifetime:
+            problems.append(
+                (
+                    ("min_child_lifetime",),
+                    f"must be <= max_child_lifetime ({_secs(self.max_child_lifetime)}), "
+                    f"got {_secs(self.min_child_lifetime)}",
+                )
+            )
+        if self.min_claim_holdtime > self.max_claim_holdtime:
+            problems.append(
+                (
+                    ("min_claim_holdtime",),
+                    f"must be <= max_claim_holdtime ({_secs(self.max_claim_holdtime)}), "
+                    f"got {_secs(self.min_claim_holdtime)}",
+                )
+            )
+        if self.max_claim_holdtime < self.max_child_lifetime:
+            # §7.3: a PREFIX_IN_USE's Claim Holdtime equals its Claim Lifetime, so a lifetime
+            # granted to a child would come back refused as a holdtime too long.
+            problems.append(
+                (
+                    ("max_claim_holdtime",),
+                    f"must be >= max_child_lifetime ({_secs(self.max_child_lifetime)}): a "
+                    "PREFIX_IN_USE's holdtime equals its lifetime (RFC 2909 §7.3), "
+                    f"got {_secs(self.max_claim_holdtime)}",
+                )
+            )
+        first_seen: dict[Relation, int] = {}
+        for i, relation in enumerate(self.restore_from):
+            if relation in first_seen:
+                problems.append(
+                    (
+                        ("restore_from", i),
+                        f"{relation.value!r} duplicates restore_from[{first_seen[relation]}]",
+                    )
+                )
+            first_seen.setdefault(relation, i)
+        if problems:
+            raise KeyedProblems(problems)
+        return self
+
+
 class PeerConfig(_Model):
     """One ``[[peers]]`` entry: a MASC session this node keeps."""
 
@@ -457,6 +634,9 @@ class PeerConfig(_Model):
     parent_domain_id: Annotated[int | None, BeforeValidator(_parse_identifier)] = None
     passive: Annotated[bool, Field(strict=True)] = False
     hold_time: Annotated[int | None, BeforeValidator(_parse_hold_time)] = None
+    # §4.5: the admin-scope zones (RFC 2365) whose boundary this session crosses. Messages
+    # about prefixes inside them "are not sent across such sessions".
+    scope_boundary: tuple[NetworkField, ...] = ()
 
     # Identifier keys that were written as address strings, as written: a peer does not know
     # the local address family, so MascConfig checks the family of these against it.
@@ -488,6 +668,15 @@ class PeerConfig(_Model):
                     f"must not be {TLD_ID}: {TLD_ID} is TLD_ID, not a domain (RFC 2909 §6)",
                 )
             )
+        first_seen: dict[Network, int] = {}
+        for i, zone in enumerate(self.scope_boundary):
+            if not zone.is_multicast:
+                problems.append((("scope_boundary", i), f"{zone} is not multicast space"))
+            elif zone in first_seen:
+                problems.append(
+                    (("scope_boundary", i), f"{zone} duplicates scope_boundary[{first_seen[zone]}]")
+                )
+            first_seen.setdefault(zone, i)
         if problems:
             raise KeyedProblems(problems)
         return self
@@ -505,6 +694,7 @@ class MascConfig(_Model):
     control: ControlConfig = Field(default_factory=ControlConfig)
     maas: MaasConfig = Field(default_factory=MaasConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     peers: tuple[PeerConfig, ...] = ()
 
     @property
@@ -564,9 +754,46 @@ class MascConfig(_Model):
                     f"parent ({where}); it claims from its parents' space instead (RFC 2909 §4)",
                 )
             )
+        problems.extend(self._timing_problems())
         if problems:
             raise KeyedProblems(problems)
         return self
+
+    def _timing_problems(self) -> Iterable[tuple[KeyPath, str]]:
+        """Rules between [allocation], [timers] and [policy]."""
+        timers, policy = self.timers, self.policy
+        # §4.2, §5.2: a claim is renewed before it expires, and a renewal waits up to
+        # INITIATE_CLAIM_DELAY and then WAITING_PERIOD; a shorter lifetime always lapses.
+        renewal = timers.waiting_period + timers.initiate_claim_delay
+        if self.allocation.claim_lifetime <= renewal:
+            yield (
+                ("allocation", "claim_lifetime"),
+                f"must be longer than timers.waiting_period + timers.initiate_claim_delay "
+                f"({_secs(timers.waiting_period)} + {_secs(timers.initiate_claim_delay)} = "
+                f"{_secs(renewal)}), or a claim expires before its renewal can finish "
+                f"(RFC 2909 §5.2), got {_secs(self.allocation.claim_lifetime)}",
+            )
+        # §7.3: a NEW_CLAIM's or CLAIM_TO_EXPAND's Claim Holdtime is WAITING_PERIOD; bounds
+        # that exclude it would refuse every claim.
+        if policy.max_claim_holdtime < timers.waiting_period:
+            yield (
+                ("policy", "max_claim_holdtime"),
+                f"must be >= timers.waiting_period ({_secs(timers.waiting_period)}), the holdtime "
+                f"of every new claim (RFC 2909 §7.3), got {_secs(policy.max_claim_holdtime)}",
+            )
+        if policy.min_claim_holdtime > timers.waiting_period:
+            yield (
+                ("policy", "min_claim_holdtime"),
+                f"must be <= timers.waiting_period ({_secs(timers.waiting_period)}), the holdtime "
+                f"of every new claim (RFC 2909 §7.3), got {_secs(policy.min_claim_holdtime)}",
+            )
+        space = _MULTICAST_SPACE[self.local.family]
+        if policy.min_child_prefix_size > space.num_addresses:
+            yield (
+                ("policy", "min_child_prefix_size"),
+                f"must be at most {space.num_addresses} (all of {space}), "
+                f"got {policy.min_child_prefix_size}",
+            )
 
     def _peer_problems(self, peer: PeerConfig) -> Iterable[tuple[KeyPath, str]]:
         local = self.local
@@ -604,6 +831,10 @@ class MascConfig(_Model):
             )
 
         yield from self._parent_domain_id_problems(peer)
+
+        for i, zone in enumerate(peer.scope_boundary):
+            if _family_of(zone) is not family:
+                yield ("scope_boundary", i), _family_mismatch(zone, family, "prefix")
 
     def _parent_domain_id_problems(self, peer: PeerConfig) -> Iterable[tuple[KeyPath, str]]:
         parents = self.parent_domain_ids

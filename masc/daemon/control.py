@@ -2,7 +2,8 @@
 
 Never a TCP listener: who may steer the daemon is decided by file permissions.  A malformed
 request gets a structured error and the connection stays usable.  The verbs here are the
-read-only ``show summary`` and ``show peers``; the operator control plane adds more.
+read-only ``show summary``, ``show peers``, ``show prefixes`` and ``show claims``; the
+operator control plane adds more.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import trio
 from pydantic import ValidationError
@@ -24,13 +25,20 @@ from pydantic import ValidationError
 import masc
 from masc.api.control import (
     MAX_REQUEST_BYTES,
+    ClaimInfo,
+    ClaimsResult,
+    ClashInfo,
     ErrorInfo,
     PeerInfo,
     PeersResult,
+    PrefixesResult,
+    PrefixInfo,
     Request,
     Response,
     SummaryResult,
 )
+from masc.protocol.constants import ClaimType, Role
+from masc.protocol.events import SpaceKind
 from masc.protocol.wire.messages import format_id
 
 if TYPE_CHECKING:
@@ -54,6 +62,8 @@ class ControlServer:
         self._verbs: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "show summary": self._show_summary,
             "show peers": self._show_peers,
+            "show prefixes": self._show_prefixes,
+            "show claims": self._show_claims,
         }
 
     async def serve(
@@ -204,6 +214,93 @@ class ControlServer:
             )
         return PeersResult(peers=rows).model_dump()
 
+    def _show_prefixes(self, args: dict[str, Any]) -> dict[str, Any]:
+        engine, cfg = self.daemon.engine, self.daemon.config
+        family = cfg.local.family
+        now = self.daemon.domain.clock()
+        rows = []
+        for alloc in sorted(engine.allocations.values(), key=lambda a: (a.kind.value, a.prefix)):
+            usable = engine.usable(alloc, now=now)
+            rows.append(
+                PrefixInfo(
+                    prefix=str(alloc.prefix),
+                    kind=_kind(alloc.kind),
+                    expires=alloc.expires,
+                    claimed_at=alloc.timestamp,
+                    origin_node=format_id(alloc.origin_node, family),
+                    domain_id=cfg.local.domain_id,
+                    parent_domain_id=alloc.parent if alloc.kind is SpaceKind.DOMAIN else None,
+                    usable=[str(p) for p in usable],
+                    in_grib=any(p.overlaps(alloc.prefix) for p in engine.grib),
+                )
+            )
+        seen = set()
+        for entry in engine.cache.live(now):
+            c = entry.claim
+            if (
+                c.type is not ClaimType.PREFIX_IN_USE
+                or c.origin_role is not Role.CHILD
+                or c.origin_domain == cfg.local.domain_id
+                or (c.origin_domain, c.prefix) in seen
+            ):
+                continue
+            seen.add((c.origin_domain, c.prefix))
+            rows.append(
+                PrefixInfo(
+                    prefix=str(c.prefix),
+                    kind="child",
+                    expires=c.timestamp + c.lifetime,
+                    claimed_at=c.timestamp,
+                    origin_node=format_id(c.origin_node, family),
+                    domain_id=c.origin_domain,
+                    parent_domain_id=cfg.local.domain_id,
+                    usable=[str(c.prefix)],
+                    in_grib=False,
+                )
+            )
+        return PrefixesResult(non_leaf=engine.non_leaf, prefixes=rows).model_dump()
+
+    def _show_claims(self, args: dict[str, Any]) -> dict[str, Any]:
+        engine = self.daemon.engine
+        now = self.daemon.domain.clock()
+        claims = [
+            ClaimInfo(
+                prefix=None if s.prefix is None else str(s.prefix),
+                type="NEW_CLAIM" if s.purpose == "new" else "CLAIM_TO_EXPAND",
+                kind=_kind(s.kind),
+                purpose=s.purpose,
+                state="scheduled",
+                lifetime=s.lifetime,
+                time_left=max(0.0, s.at - now),
+            )
+            for s in engine.scheduled
+        ]
+        claims += [
+            ClaimInfo(
+                prefix=str(p.claim.prefix),
+                type=p.claim.type.name,
+                kind=_kind(p.kind),
+                purpose=p.purpose,
+                state="pending",
+                timestamp=p.claim.timestamp,
+                lifetime=p.claim.lifetime,
+                time_left=max(0.0, p.deadline - now),
+            )
+            for p in engine.pending
+        ]
+        clashes = [
+            ClashInfo(
+                clash_id=c.clash_id,
+                local=str(c.local),
+                winner=str(c.winner.prefix),
+                winner_domain_id=c.winner.origin_domain,
+                detected_at=c.detected_at,
+                state=c.state,
+            )
+            for c in engine.clashes.values()
+        ]
+        return ClaimsResult(claims=claims, cached=len(engine.cache), clashes=clashes).model_dump()
+
 
 async def _bind_unix(path: Path) -> trio.socket.SocketType:
     """Bind the control socket at ``path``, replacing a stale socket but nothing else: not
@@ -230,3 +327,7 @@ async def _bind_unix(path: Path) -> trio.socket.SocketType:
     os.chmod(path, _SOCKET_MODE)
     sock.listen(64)
     return sock
+
+
+def _kind(kind: SpaceKind) -> Literal["managed", "local"]:
+    return "managed" if kind is SpaceKind.DOMAIN else "local"

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final
 
@@ -23,8 +24,11 @@ import trio
 import masc
 from masc.config import MascConfig, PeerConfig, Relation
 from masc.daemon.control import ControlServer
+from masc.daemon.domain import DomainRunner
+from masc.daemon.grib import RecordingExporter
 from masc.daemon.peer import PeerRunner
 from masc.protocol.constants import HOLDTIME
+from masc.protocol.engine import ClaimEngine, ClashResolution, EngineConfig, Policy
 from masc.protocol.errors import ProtocolError
 from masc.protocol.open_checks import SessionConfig, select_session
 from masc.protocol.session import State
@@ -61,10 +65,46 @@ def session_config(cfg: MascConfig, peer: PeerConfig) -> SessionConfig:
     )
 
 
+def engine_config(cfg: MascConfig) -> EngineConfig:
+    """The claim engine's view of the configuration."""
+    p = cfg.policy
+    return EngineConfig(
+        local_domain=DomainId(cfg.local.domain_id),
+        local_node=NodeId(int(cfg.local.node_id)),
+        family=cfg.local.family,
+        parent_domain_ids=tuple(DomainId(d) for d in cfg.parent_domain_ids),
+        global_pool=tuple(cfg.local.global_pool),
+        waiting_period=cfg.timers.waiting_period,
+        initiate_claim_delay=cfg.timers.initiate_claim_delay,
+        clock_skew_grace=cfg.timers.clock_skew_grace,
+        claim_lifetime=cfg.allocation.claim_lifetime,
+        initial_size=cfg.allocation.initial_size,
+        policy=Policy(
+            clash_resolution=ClashResolution(p.clash_resolution),
+            max_child_lifetime=p.max_child_lifetime,
+            min_child_lifetime=p.min_child_lifetime,
+            min_child_prefix_size=p.min_child_prefix_size,
+            max_child_prefix_size=p.max_child_prefix_size,
+            child_soft_threshold=p.child_soft_threshold,
+            child_hard_threshold=p.child_hard_threshold,
+            timestamp_tolerance=p.timestamp_tolerance,
+            max_claim_holdtime=p.max_claim_holdtime,
+            min_claim_holdtime=p.min_claim_holdtime,
+            restore_from=frozenset(r.role for r in p.restore_from),
+        ),
+    )
+
+
+def session_key(peer: PeerConfig, parent: int | None) -> str:
+    """How logs and the claim engine name a session: the peer's address, plus the common
+    parent for a sibling peer with several sessions (§4.4)."""
+    return str(peer.address) if parent is None else f"{peer.address}/parent={parent}"
+
+
 class Daemon:
     """Everything one running masc process owns."""
 
-    def __init__(self, config: MascConfig) -> None:
+    def __init__(self, config: MascConfig, *, clock: Callable[[], float] = time.time) -> None:
         self.config = cfg = config
         self.runners: dict[tuple[str, int | None], PeerRunner] = {}
         self.peers: dict[tuple[str, int | None], PeerConfig] = {}
@@ -75,6 +115,9 @@ class Daemon:
         self._accepting = trio.CancelScope()  # cancelled first at shutdown
         self.served = trio.Event()
         self._identifying = 0
+        self.grib = RecordingExporter()
+        self.engine = ClaimEngine(engine_config(cfg), rng=random.Random())
+        self.domain = DomainRunner(self.engine, clock=clock, grib=self.grib)
         local = cfg.local.listen[0] if cfg.local.listen else None
         for peer in cfg.peers:
             key = cfg.peer_key(peer)
@@ -84,7 +127,9 @@ class Daemon:
                 port=peer.port,
                 local_address=None if local is None or local.is_unspecified else local,
                 label=f"{peer.domain_id} {peer.relation.value}",
+                key=session_key(peer, key[1]),
             )
+            self.domain.attach(runner, scope_boundary=tuple(peer.scope_boundary))
             self.runners[key] = runner
             self.peers[key] = peer
             self.by_address.setdefault(peer.address, []).append(runner)
@@ -108,6 +153,7 @@ class Daemon:
             self._nursery = nursery
             control = ControlServer(self)
             await nursery.start(control.serve, cfg.control.socket)
+            await nursery.start(self.domain.run)
             for runner in self.runners.values():
                 await nursery.start(runner.run)
             for listener in listeners:

@@ -14,13 +14,14 @@ import contextlib
 import itertools
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
-from masc.protocol.errors import describe
+from masc.protocol.errors import UpdateMessageError, describe
 from masc.protocol.open_checks import SessionConfig
 from masc.protocol.session import (
     Close,
@@ -36,8 +37,10 @@ from masc.protocol.session import (
     StateChanged,
     UpdateReceived,
 )
+from masc.protocol.wire.messages import Update
 
 log = logging.getLogger("masc.peer")
+Stream = trio.abc.HalfCloseableStream  # a TCP connection, or an in-memory one in simulation
 
 # Messages queued for one connection before a non-reading peer is declared lost.
 _OUTBOX_DEPTH: Final = 1024
@@ -51,13 +54,13 @@ _connection_ids = itertools.count(1)
 
 @dataclass(frozen=True, slots=True)
 class _Incoming:
-    stream: trio.SocketStream
+    stream: Stream
     initial: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class _Connected:
-    stream: trio.SocketStream
+    stream: Stream
     dial: int
 
 
@@ -88,14 +91,41 @@ class _Admin:
     reason: str
 
 
-_InboxEvent = _Incoming | _Connected | _DialFailed | _Data | _Lost | _Admin
+@dataclass(frozen=True, slots=True)
+class _SendUpdate:
+    """An UPDATE from the claim engine, for the Established connection ``generation``."""
+
+    generation: int
+    update: Update
+
+
+@dataclass(frozen=True, slots=True)
+class _Reject:
+    """The claim engine refused an attribute received on connection ``generation``."""
+
+    generation: int
+    error: UpdateMessageError
+
+
+_InboxEvent = _Incoming | _Connected | _DialFailed | _Data | _Lost | _Admin | _SendUpdate | _Reject
+
+
+class SessionListener(Protocol):
+    """Who hears about the session: the domain runner feeding the claim engine.  Called from
+    the runner's task; implementations only queue (they must not block)."""
+
+    def session_up(self, runner: PeerRunner, up: SessionUp) -> None: ...
+
+    def session_down(self, runner: PeerRunner) -> None: ...
+
+    def update_received(self, runner: PeerRunner, update: Update) -> None: ...
 
 
 class _Connection:
     """The I/O half of one TCP connection: a reader task, a writer task fed by a bounded
     channel, and the rule that when either ends the runner hears ``_Lost`` exactly once."""
 
-    def __init__(self, connection_id: int, stream: trio.SocketStream, stall: float) -> None:
+    def __init__(self, connection_id: int, stream: Stream, stall: float) -> None:
         self.id = connection_id
         self.stream = stream
         self.outbox, self._outbox_rx = trio.open_memory_channel[bytes](_OUTBOX_DEPTH)
@@ -128,7 +158,7 @@ class _Connection:
                 if self.closing:
                     continue  # we are closing: read on only to see the peer's EOF
                 await self.credit.acquire()
-                inbox.send_nowait(_Data(self, data))
+                inbox.send_nowait(_Data(self, bytes(data)))
         if not self.closing:
             scope.cancel()  # EOF or error while open: the connection is lost
 
@@ -173,8 +203,16 @@ class PeerRunner:
         port: int,
         local_address: IPv4Address | IPv6Address | None,
         label: str,
+        key: str = "",
+        listener: SessionListener | None = None,
+        connect: Callable[[], Awaitable[Stream]] | None = None,
     ) -> None:
         self.session = PeerSession(config)
+        self.key = key or label  # how the claim engine names this session
+        self.listener = listener
+        # How to open a connection to the peer: TCP from our listen address, or (in the
+        # in-process simulation) an in-memory stream.
+        self._connect = connect or self._connect_tcp
         self.address = address
         self.port = port
         self.local_address = local_address
@@ -192,12 +230,20 @@ class PeerRunner:
 
     # --- called by the daemon ------------------------------------------------------------
 
-    def incoming(self, stream: trio.SocketStream, initial: bytes = b"") -> None:
+    def incoming(self, stream: Stream, initial: bytes = b"") -> None:
         """Hand over an accepted connection (and any bytes already read from it)."""
         self.inbox.send_nowait(_Incoming(stream, initial))
 
     def admin(self, *, start: bool, reason: str) -> None:
         self.inbox.send_nowait(_Admin(start, reason))
+
+    def send_update(self, generation: int, update: Update) -> None:
+        """Queue an UPDATE for the Established connection ``generation`` (dropped if that
+        connection has gone meanwhile: the engine hears SessionDown and will resync)."""
+        self.inbox.send_nowait(_SendUpdate(generation, update))
+
+    def reject(self, generation: int, error: UpdateMessageError) -> None:
+        self.inbox.send_nowait(_Reject(generation, error))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until stopped for shutdown and every connection has closed."""
@@ -252,6 +298,12 @@ class PeerRunner:
             else:
                 self._dial_scope = None
                 self._adopt(event.stream, outbound=True, initial=b"")
+        elif isinstance(event, _SendUpdate):
+            conn_now = session.established
+            if conn_now is not None and conn_now.id == event.generation:
+                self._execute(session.send_update(event.update, now=now))
+        elif isinstance(event, _Reject):
+            self._execute(session.reject_update(event.error, connection=event.generation, now=now))
         elif isinstance(event, _DialFailed):
             if event.dial == self._current_dial:
                 self._dial_scope = None
@@ -270,7 +322,7 @@ class PeerRunner:
                 self._cancel_dial()
                 self._execute(session.stop(now=now, reason=event.reason))
 
-    def _adopt(self, stream: trio.SocketStream, *, outbound: bool, initial: bytes) -> None:
+    def _adopt(self, stream: Stream, *, outbound: bool, initial: bytes) -> None:
         if self._stopping or self._nursery is None:
             self._discard(stream)
             return
@@ -291,7 +343,7 @@ class PeerRunner:
         finally:
             self._flushing.discard(conn)
 
-    def _discard(self, stream: trio.SocketStream) -> None:
+    def _discard(self, stream: Stream) -> None:
         if self._nursery is not None:
             self._nursery.start_soon(trio.aclose_forcefully, stream)
 
@@ -343,11 +395,7 @@ class PeerRunner:
         with scope:
             scope.deadline = trio.current_time() + self.session.config.connect_retry
             try:
-                stream = await trio.open_tcp_stream(
-                    str(self.address),
-                    self.port,
-                    local_address=None if self.local_address is None else str(self.local_address),
-                )
+                stream = await self._connect()
             except OSError as error:
                 self.inbox.send_nowait(_DialFailed(dial, str(error) or type(error).__name__))
                 return
@@ -355,6 +403,13 @@ class PeerRunner:
             return
         if scope.cancelled_caught and dial == self._current_dial:
             self.inbox.send_nowait(_DialFailed(dial, "connect timed out"))
+
+    async def _connect_tcp(self) -> Stream:
+        return await trio.open_tcp_stream(
+            str(self.address),
+            self.port,
+            local_address=None if self.local_address is None else str(self.local_address),
+        )
 
     # --- logs ------------------------------------------------------------------------------
 
@@ -374,6 +429,8 @@ class PeerRunner:
             )
         elif isinstance(effect, SessionUp):
             self.established.set()
+            if self.listener is not None:
+                self.listener.session_up(self, effect)
             log.info(
                 "session established, hold time %ds, %s",
                 effect.hold_time,
@@ -384,6 +441,8 @@ class PeerRunner:
             )
         elif isinstance(effect, SessionDown):
             log.warning("session down: %s", effect.reason, extra=self._extra(event="session_down"))
+            if self.listener is not None:
+                self.listener.session_down(self)
         elif isinstance(effect, NotificationSent | NotificationReceived):
             n = effect.notification
             sent = isinstance(effect, NotificationSent)
@@ -405,12 +464,13 @@ class PeerRunner:
                 ),
             )
         elif isinstance(effect, UpdateReceived):
-            # The claim engine (a later layer) consumes these; until then, record them.
             log.debug(
                 "UPDATE with %d attribute(s)",
                 len(effect.update.attributes),
                 extra=self._extra(event="update_received"),
             )
+            if self.listener is not None:
+                self.listener.update_received(self, effect.update)
 
     @property
     def state(self) -> State:

@@ -361,6 +361,21 @@ class PeerSession:
         self._send(conn, update, now)
         return self._finish()
 
+    def reject_update(
+        self, error: UpdateMessageError, *, connection: int, now: float
+    ) -> list[Effect]:
+        """Answer an attribute the claim engine refused (§8.3, §11) with its NOTIFICATION.
+
+        The engine judged an UPDATE received on ``connection``; if that connection is no
+        longer the Established one the answer is moot and nothing is sent.  CC subcodes
+        keep the connection open, as for the codec's own CC errors.
+        """
+        conn = self.established
+        self._begin()
+        if conn is not None and conn.id == connection:
+            self._fail(conn, error, now)
+        return self._finish()
+
     def handle_timer(self, *, now: float) -> list[Effect]:
         """Fire every timer due at ``now``."""
         self._begin()

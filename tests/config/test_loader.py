@@ -223,6 +223,12 @@ def test_config_error_pickles() -> None:
         MINIMAL + "[control]\nsocket = []\n[maas]\nsocket = {}\n[storage]\npath = true\n",
         MINIMAL + "[[peers]]\naddress = '192.0.2.2'\nrelation = 'sibling'\ndomain_id = 7\n"
         "parent_domain_id = 1979-05-27\n",
+        MINIMAL + "[policy]\nrestore_from = [1, {}]\nclash_resolution = []\n"
+        "max_child_lifetime = 1979-05-27\nmax_child_prefix_size = 1e400\n"
+        "min_claim_holdtime = nan\n",
+        MINIMAL + "[[peers]]\naddress = '192.0.2.2'\nrelation = 'child'\ndomain_id = 7\n"
+        "scope_boundary = [1, true, '', '::/0']\n",
+        MINIMAL + "policy = 5\n",
     ],
 )
 def test_only_config_error_ever_escapes(text: str) -> None:

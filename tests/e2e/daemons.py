@@ -43,6 +43,8 @@ def render(
     *,
     hold_time: int = 3,
     extra_local: str = "",
+    extra_timers: str = "",
+    extra_sections: str = "",
 ) -> str:
     lines = [
         "[local]",
@@ -55,12 +57,14 @@ def render(
         "connect_retry = 1",
         'restart_backoff_initial = "1s"',
         'restart_backoff_max = "2s"',
+        extra_timers,
         "[control]",
         f'socket = "{workdir}/{node}.control.sock"',
         "[maas]",
         f'socket = "{workdir}/{node}.maas.sock"',
         "[storage]",
         f'path = "{workdir}/{node}.db"',
+        extra_sections,
     ]
     for p in peers:
         lines += [

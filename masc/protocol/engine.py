@@ -1,0 +1,1585 @@
+"""The claim-collide engine of one MASC node (RFC 2909 §4-§5, §11-§12, §14).
+
+Theory of operation
+-------------------
+One :class:`ClaimEngine` runs per node.  It is sans-IO: the shell tells it when a session
+comes up or goes down, hands it every UPDATE received, calls :meth:`ClaimEngine.handle_timer`
+at :meth:`ClaimEngine.next_deadline`, and carries out the returned
+:mod:`~masc.protocol.events`.  ``now`` is always Unix time in seconds, because claim
+timestamps are (§7.3); the shell owns the clock.
+
+State
+  * the :class:`~masc.protocol.claims.ClaimCache`: every attribute accepted or originated,
+    with its updated origin role (§11.1).  Parents' PREFIX_MANAGED, siblings' and children's
+    claims, our own domain's claims and WITHDRAWs all live here, so a peer whose session
+    comes up can be sent everything relevant in §11.8 order;
+  * :attr:`ClaimEngine.allocations`: prefixes the domain holds (§4.1).  ``DOMAIN``
+    allocations are the managed set, claimed from a parent (or, for a top-level domain,
+    from the configured global pool, which plays the parent's PREFIX_MANAGED); ``LOCAL``
+    ones are what a non-leaf domain claimed as a child of itself (§12.2).  The
+    locally-allocated set is the managed set for a leaf domain and the LOCAL allocations
+    for a non-leaf one; WITHDRAWs in the cache cut ranges out of both (§11.7.3, §12.4);
+  * pending claims (sent, Claim-Timer running, §5.1 b) and scheduled claims (waiting out
+    the random INITIATE_CLAIM_DELAY, §5.1 a).
+
+Every input runs the same way: handle it, then *plan* (claim when the domain needs space
+and may claim), then flush the UPDATEs queued per session, then diff the G-RIB set and
+report what changed.  A peer's bad attribute becomes a :class:`RejectClaim` carrying the
+NOTIFICATION of §8.3/§11; nothing a peer sends makes the engine raise.
+
+Demand here is the simplest that exercises the protocol: hold ``initial_size`` addresses
+(§12.2, App. B).  The Appendix A allocator (a later layer) decides sizes from MAAS usage.
+Choices where the RFC is loose are listed in docs/conformance.md and docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal
+
+from masc.protocol.claims import (
+    CLAIMS,
+    COMPARABLE,
+    CacheEntry,
+    ClaimCache,
+    is_hint,
+    wins,
+)
+from masc.protocol.constants import (
+    HEADER_LENGTH,
+    INITIATE_CLAIM_DELAY,
+    MAX_MESSAGE_LENGTH,
+    TLD_ID,
+    WAITING_PERIOD,
+    AddressFamily,
+    ClaimType,
+    Role,
+)
+from masc.protocol.errors import CoreMisuse, UpdateMessageError, UpdateSubcode
+from masc.protocol.events import (
+    ClaimCancelled,
+    ClaimSent,
+    ClashDetected,
+    EngineEvent,
+    GribInject,
+    GribRemove,
+    LeafModeChanged,
+    PolicyNotice,
+    PrefixAllocated,
+    PrefixGone,
+    RangeWithdrawn,
+    RejectClaim,
+    SendUpdate,
+    SpaceKind,
+)
+from masc.protocol.propagation import Audience, audience, sync_order, updated_origin_role
+from masc.protocol.space import Randomness, choose_free, collapse, covers, overlaps, subtract
+from masc.protocol.wire.codec import encode_claim
+from masc.protocol.wire.messages import Claim, DomainId, NodeId, Prefix, Update
+
+Sub = UpdateSubcode
+DOMAIN, LOCAL = SpaceKind.DOMAIN, SpaceKind.LOCAL
+_MAX_U32: Final = 0xFFFFFFFF
+_UPDATE_ROOM: Final = MAX_MESSAGE_LENGTH - HEADER_LENGTH
+HALF_YEAR: Final = 15_768_000  # §8.3's example of a too long lifetime / holdtime
+
+
+class ClashResolution(enum.Enum):
+    """§12.4: a node MUST be configured for one of these."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Local policy toward claims, mostly a parent's toward its children (§8.3, §11.4.3,
+    App. B).  Sizes are in addresses, times in seconds."""
+
+    clash_resolution: ClashResolution = ClashResolution.AUTOMATIC
+    max_child_lifetime: float = HALF_YEAR
+    min_child_lifetime: float = 0.0
+    min_child_prefix_size: int = 16
+    max_child_prefix_size: int | None = None
+    child_soft_threshold: int | None = None
+    child_hard_threshold: int | None = None
+    timestamp_tolerance: float = 86_400.0
+    max_claim_holdtime: float = HALF_YEAR
+    min_claim_holdtime: float = 0.0
+    restore_from: frozenset[Role] = frozenset({Role.PARENT, Role.INTERNAL})
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The engine's view of the node's configuration."""
+
+    local_domain: DomainId
+    local_node: NodeId
+    family: AddressFamily
+    parent_domain_ids: tuple[DomainId, ...] = (DomainId(TLD_ID),)
+    global_pool: tuple[Prefix, ...] = ()
+    waiting_period: float = float(WAITING_PERIOD)
+    initiate_claim_delay: float = float(INITIATE_CLAIM_DELAY)
+    clock_skew_grace: float = 86_400.0
+    claim_lifetime: float = 30 * 86_400.0
+    initial_size: int = 256
+    policy: Policy = field(default_factory=Policy)
+
+    def __post_init__(self) -> None:
+        if not self.parent_domain_ids:
+            raise CoreMisuse("parent_domain_ids must name the parents, or be (TLD_ID,)")
+
+    @property
+    def is_tld(self) -> bool:
+        """§4: a domain with no parent is a Top-Level Domain."""
+        return self.parent_domain_ids == (DomainId(TLD_ID),)
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbor:
+    """An Established session, as the engine sees it.
+
+    ``role`` is what the peer is to us.  ``session_parent`` is, for a sibling session, the
+    common parent it belongs to (§4.4; TLD_ID between top-level domains).
+    ``scope_boundary`` lists admin-scope zones this session crosses (§4.5).
+    """
+
+    key: str
+    role: Role
+    domain: DomainId
+    node: NodeId
+    generation: int
+    session_parent: DomainId | None = None
+    scope_boundary: tuple[Prefix, ...] = ()
+
+
+@dataclass(slots=True)
+class Allocation:
+    """A prefix the domain holds (§4.1); ``parent`` is where it was claimed from (TLD_ID for
+    the global pool, our own domain for LOCAL space)."""
+
+    prefix: Prefix
+    kind: SpaceKind
+    parent: DomainId | None
+    timestamp: int
+    lifetime: int
+    origin_node: NodeId
+    allocated_at: float
+    renew_retry_at: float = 0.0
+
+    @property
+    def expires(self) -> int:
+        return self.timestamp + self.lifetime
+
+    def announcement(self, claim_type: ClaimType, domain: DomainId) -> Claim:
+        """Our PREFIX_IN_USE / PREFIX_MANAGED for it: holdtime = lifetime (§7.3)."""
+        return Claim(
+            type=claim_type,
+            origin_role=Role.INTERNAL if self.kind is DOMAIN else Role.CHILD,
+            timestamp=self.timestamp,
+            lifetime=self.lifetime,
+            holdtime=self.lifetime,
+            origin_domain=domain,
+            origin_node=self.origin_node,
+            prefix=self.prefix,
+        )
+
+
+Purpose = Literal["new", "renew", "expand"]
+
+
+@dataclass(slots=True)
+class PendingClaim:
+    """A claim sent with its Claim-Timer running (§5.1 b)."""
+
+    claim: Claim
+    kind: SpaceKind
+    parent: DomainId | None
+    purpose: Purpose
+    deadline: float
+    extends: Prefix | None = None  # renew / expand: the allocation it extends
+
+
+@dataclass(slots=True)
+class ScheduledClaim:
+    """A claim waiting out its random delay (§5.1 a)."""
+
+    at: float
+    kind: SpaceKind
+    size: int
+    lifetime: int
+    purpose: Purpose
+    prefix: Prefix | None = None
+    extends: Prefix | None = None
+    end_by: int | None = None  # a parent's CLAIM_DENIED said: not beyond this (§8.3)
+
+
+@dataclass(slots=True)
+class Clash:
+    """§12.4: a sibling's PREFIX_IN_USE that beat one of our prefixes."""
+
+    clash_id: int
+    local: Prefix
+    kind: SpaceKind
+    winner: Claim
+    detected_at: float
+    state: Literal["pending", "withdrawn", "accepted"] = "pending"
+
+
+class RequestRefused(Exception):
+    """An operator or allocator request the engine cannot carry out (never sent to a peer)."""
+
+
+class _Refuse(Exception):
+    """A received attribute breaks a rule: answer with this UPDATE Message Error subcode."""
+
+    def __init__(self, subcode: Sub, reason: str) -> None:
+        super().__init__(reason)
+        self.subcode = subcode
+        self.reason = reason
+
+
+def _u32(value: float) -> int:
+    return max(0, min(_MAX_U32, int(value)))
+
+
+class ClaimEngine:
+    """Claims, defends, renews and releases a domain's multicast space (module docstring)."""
+
+    def __init__(self, config: EngineConfig, *, rng: Randomness) -> None:
+        self.config = config
+        self.rng = rng
+        self.cache = ClaimCache(config.clock_skew_grace)
+        self.allocations: dict[tuple[SpaceKind, Prefix], Allocation] = {}
+        self.pending: list[PendingClaim] = []
+        self.scheduled: list[ScheduledClaim] = []
+        self.clashes: dict[int, Clash] = {}
+        self.neighbors: dict[str, Neighbor] = {}
+        self.non_leaf = False
+        self.grib: frozenset[Prefix] = frozenset()
+        self._withdrawn: frozenset[Prefix] = frozenset()
+        self._clash_ids = itertools.count(1)
+        self._blocked_until: dict[SpaceKind, float] = {DOMAIN: 0.0, LOCAL: 0.0}
+        # §8.3: a child denied once for lifetime / size gets the NOTIFICATION next time.
+        self._denied_lifetime: dict[tuple[DomainId, Prefix], float] = {}
+        self._denied_size: dict[DomainId, float] = {}
+        self._started = False
+        self._now = 0.0
+        self._events: list[EngineEvent] = []
+        self._outbox: dict[str, list[Claim]] = {}
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def start(self, *, now: float) -> list[EngineEvent]:
+        """Begin claiming (§12.1: the shell starts sessions to parents first)."""
+        self._begin(now)
+        self._started = True
+        return self._finish()
+
+    def peer_up(self, neighbor: Neighbor, *, now: float) -> list[EngineEvent]:
+        """A session reached Established: send it the full relevant state in §11.8 order."""
+        self._begin(now)
+        self.neighbors[neighbor.key] = neighbor
+        claims = [
+            e.claim for e in self.cache.live(now) if neighbor in self._audience_of(e, exclude=None)
+        ]
+        self._outbox.setdefault(neighbor.key, []).extend(sync_order(neighbor.role, claims))
+        return self._finish()
+
+    def peer_down(self, key: str, *, now: float) -> list[EngineEvent]:
+        """The session is gone.  What it told us stays cached until it expires: MASC state
+        is store-and-forward, and the origin is usually not the peer."""
+        self._begin(now)
+        self.neighbors.pop(key, None)
+        self._outbox.pop(key, None)
+        return self._finish()
+
+    def update_received(self, key: str, update: Update, *, now: float) -> list[EngineEvent]:
+        """§11: process every attribute of an UPDATE from the session ``key``."""
+        self._begin(now)
+        neighbor = self.neighbors.get(key)
+        if neighbor is not None:
+            for claim in update.attributes:
+                try:
+                    self._receive(neighbor, claim)
+                except _Refuse as refusal:
+                    self._events.append(
+                        RejectClaim(
+                            neighbor.key,
+                            neighbor.generation,
+                            UpdateMessageError(
+                                refusal.subcode, encode_claim(claim), reason=refusal.reason
+                            ),
+                        )
+                    )
+        return self._finish()
+
+    def handle_timer(self, *, now: float) -> list[EngineEvent]:
+        """Fire everything due at ``now``: claim delays, Claim-Timers, lifetimes, renewals,
+        cache expiry."""
+        self._begin(now)
+        for scheduled in sorted(self.scheduled, key=lambda s: s.at):
+            if scheduled.at <= now and scheduled in self.scheduled:
+                self.scheduled.remove(scheduled)
+                self._send_claim(scheduled)
+        for pending in sorted(self.pending, key=lambda p: p.deadline):
+            if pending.deadline <= now and pending in self.pending:
+                self.pending.remove(pending)
+                self._claim_timer_expired(pending)
+        for alloc in list(self.allocations.values()):
+            if alloc.expires <= now:
+                self._drop_allocation(alloc, "expired")  # §4.2
+            elif self._renewal_due(alloc):
+                self._schedule_renewal(alloc)
+        self.cache.purge(now)
+        for table in (self._denied_lifetime, self._denied_size):
+            for key in [k for k, until in table.items() if until <= now]:
+                del table[key]  # type: ignore[arg-type]
+        return self._finish()
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` must next be called (Unix time)."""
+        now = self._now
+        times: list[float] = [s.at for s in self.scheduled]
+        times += [p.deadline for p in self.pending]
+        for alloc in self.allocations.values():
+            times.append(alloc.expires)
+            if self._may_renew(alloc):
+                times.append(max(self._renew_at(alloc), alloc.renew_retry_at))
+        for entry in self.cache:
+            times.append(entry.expires if entry.expires > now else entry.expires + self.cache.grace)
+        times += self._denied_lifetime.values()
+        times += self._denied_size.values()
+        times += [t for t in self._blocked_until.values() if t > now]
+        return min(times) if times else None
+
+    # --- operator / allocator requests ---------------------------------------------------
+
+    def claim(
+        self,
+        size: int,
+        *,
+        now: float,
+        lifetime: float | None = None,
+        prefix: Prefix | None = None,
+        kind: SpaceKind = DOMAIN,
+        at: float | None = None,
+    ) -> list[EngineEvent]:
+        """Claim ``size`` addresses (or exactly ``prefix``) after the §5.1 a) random delay,
+        or at ``at``."""
+        if size < 1 and prefix is None:
+            raise RequestRefused("size must be at least 1")
+        self._begin(now)
+        self.scheduled.append(
+            ScheduledClaim(
+                at=self._claim_time() if at is None else at,
+                kind=kind,
+                size=prefix.num_addresses if prefix is not None else size,
+                lifetime=_u32(lifetime if lifetime is not None else self.config.claim_lifetime),
+                purpose="new",
+                prefix=prefix,
+            )
+        )
+        return self._finish()
+
+    def renew(self, prefix: Prefix, *, now: float) -> list[EngineEvent]:
+        """§5.2: extend the lifetime of an allocated prefix with CLAIM_TO_EXPAND."""
+        self._begin(now)
+        alloc = self._own(prefix)
+        self._schedule_renewal(alloc)
+        return self._finish()
+
+    def expand(self, prefix: Prefix, *, now: float) -> list[EngineEvent]:
+        """§5.3: claim the prefix twice the size of ``prefix`` that contains it."""
+        self._begin(now)
+        alloc = self._own(prefix)
+        if prefix.prefixlen == 0:
+            raise RequestRefused(f"{prefix} cannot be expanded")
+        larger = prefix.supernet()
+        space = self._claim_space(alloc.kind, alloc.parent)
+        if not any(covers(s, larger) for s in space):
+            raise RequestRefused(f"{larger} is not inside the space {prefix} was claimed from")
+        if any(overlaps(p, larger) for p in self._occupied(alloc.kind, ignore=alloc.prefix)):
+            raise RequestRefused(f"the other half of {larger} is not free")
+        self.scheduled.append(
+            ScheduledClaim(
+                at=self._claim_time(),
+                kind=alloc.kind,
+                size=larger.num_addresses,
+                lifetime=_u32(self.config.claim_lifetime),
+                purpose="expand",
+                prefix=larger,
+                extends=prefix,
+            )
+        )
+        return self._finish()
+
+    def release(self, prefix: Prefix, *, now: float) -> list[EngineEvent]:
+        """§5.4: give back an allocated prefix with a WITHDRAW, if nothing inside it is in
+        use by our own MAASs (LOCAL space) or by children."""
+        self._begin(now)
+        alloc = self._own(prefix)
+        if alloc.kind is DOMAIN:
+            inside = [
+                e
+                for e in self.cache.live(now)
+                if e.claim.origin_role is Role.CHILD
+                and e.claim.type in CLAIMS
+                and overlaps(e.claim.prefix, prefix)
+                and not self._released(e)
+            ]
+            if inside:
+                raise RequestRefused(
+                    f"{prefix} has sub-ranges claimed by children or for local use"
+                )
+        # Same timestamp, lifetime and holdtime as our PREFIX_IN_USE: the WITHDRAW is held
+        # exactly as long as the prefix would have been.
+        withdraw = alloc.announcement(ClaimType.WITHDRAW, self.config.local_domain)
+        self._originate(withdraw, parent=alloc.parent)
+        self._drop_allocation(alloc, "released")
+        return self._finish()
+
+    def resolve_clash(self, clash_id: int, *, withdraw: bool, now: float) -> list[EngineEvent]:
+        """Manual clash mode (§12.4): the operator withdraws our range, or accepts keeping it."""
+        self._begin(now)
+        clash = self.clashes.get(clash_id)
+        if clash is None or clash.state != "pending":
+            raise RequestRefused(f"no pending clash {clash_id}")
+        alloc = self.allocations.get((clash.kind, clash.local))
+        if withdraw and alloc is not None:
+            self._withdraw_for_clash(alloc, clash.winner)
+            clash.state = "withdrawn"
+        else:
+            clash.state = "accepted"
+        return self._finish()
+
+    # --- views ---------------------------------------------------------------------------
+
+    def managed_space(self, *, now: float | None = None) -> list[Prefix]:
+        """§4.1 the managed set: DOMAIN allocations minus withdrawn ranges."""
+        return self._usable(DOMAIN, self._now if now is None else now)
+
+    def local_space(self, *, now: float | None = None) -> list[Prefix]:
+        """§4.1 the locally-allocated set, what the domain's MAASs may use (§12.2)."""
+        when = self._now if now is None else now
+        return self._usable(LOCAL if self.non_leaf else DOMAIN, when)
+
+    def usable(self, alloc: Allocation, *, now: float | None = None) -> list[Prefix]:
+        """What of ``alloc`` may be used: the prefix minus withdrawn ranges (§11.7.3)."""
+        return self._usable_of(alloc, self._now if now is None else now)
+
+    def parent_space(self, parent: DomainId, *, now: float | None = None) -> list[Prefix]:
+        """The space a parent manages, as we know it (global pool for TLD_ID)."""
+        return self._parent_space(parent, self._now if now is None else now)
+
+    # --- the input envelope --------------------------------------------------------------
+
+    def _begin(self, now: float) -> None:
+        self._now = now
+        self._events = []
+        self._outbox = {}
+
+    def _finish(self) -> list[EngineEvent]:
+        now = self._now
+        self._update_leaf_mode()
+        if self._started:
+            self._plan()
+        for key, claims in self._outbox.items():
+            neighbor = self.neighbors.get(key)
+            if neighbor is not None and claims:
+                for update in _pack(claims):
+                    self._events.append(SendUpdate(key, neighbor.generation, update))
+        self._outbox = {}
+        withdrawn = frozenset(
+            self._withdrawn_ranges(DOMAIN, now) + self._withdrawn_ranges(LOCAL, now)
+        )
+        for prefix in sorted(withdrawn - self._withdrawn, key=str):
+            self._events.append(RangeWithdrawn(prefix, restored=False))
+        for prefix in sorted(self._withdrawn - withdrawn, key=str):
+            self._events.append(RangeWithdrawn(prefix, restored=True))
+        self._withdrawn = withdrawn
+        grib = frozenset(self._grib_set(now))
+        for prefix in sorted(self.grib - grib, key=str):
+            self._events.append(GribRemove(prefix))
+        for prefix in sorted(grib - self.grib, key=str):
+            self._events.append(GribInject(prefix))
+        self.grib = grib
+        events, self._events = self._events, []
+        return events
+
+    # --- receiving (§11) -----------------------------------------------------------------
+
+    def _receive(self, nb: Neighbor, claim: Claim) -> None:
+        cfg, now = self.config, self._now
+        if claim.family is not cfg.family:
+            # The session's family was agreed in the OPEN (§7.2); a claim of another family
+            # is not ours to judge and is dropped (docs/conformance.md).
+            self._events.append(
+                PolicyNotice("family_mismatch", f"ignored {claim.family.name} {claim.prefix}")
+            )
+            return
+        local_role = nb.role.counterpart  # what we are to the forwarder (Table 1 column)
+        role = updated_origin_role(
+            claim.origin_role,
+            local_role,
+            claim.type,
+            origin_domain=claim.origin_domain,
+            local_domain=cfg.local_domain,
+            remote_domain=nb.domain,
+            child_domains={n.domain for n in self.neighbors.values() if n.role is Role.CHILD},
+        )
+        if role is None:
+            raise _Refuse(
+                Sub.ILLEGAL_ORIGIN_ROLE,
+                f"origin role {claim.origin_role.name} from a {nb.role.name} (§11.1 Table 1)",
+            )
+        if (
+            role is Role.INTERNAL
+            and claim.origin_domain != cfg.local_domain
+            and claim.type is not ClaimType.CLAIM_DENIED
+        ):
+            raise _Refuse(Sub.ILLEGAL_ORIGIN_ROLE, "INTERNAL origin from another domain (§11.1)")
+        # §11.1: an expired claim is silently dropped.
+        if claim.timestamp + claim.holdtime <= now:
+            return
+        self._check_sanity(claim)
+        stored = replace(claim, origin_role=role)
+        if stored in self.cache:
+            return  # §11.1 duplicate
+        handler = _HANDLERS[claim.type]
+        entry = handler(self, nb, stored)
+        if entry is None:
+            return
+        if self.cache.add(entry):
+            self._propagate(entry, exclude=nb.key)
+
+    def _check_sanity(self, claim: Claim) -> None:
+        """§8.3 timestamp and holdtime checks (local policy in :class:`Policy`)."""
+        policy, now = self.config.policy, self._now
+        if claim.timestamp > now + policy.timestamp_tolerance:
+            raise _Refuse(Sub.CLAIM_TIMESTAMP_TOO_NEW, f"timestamp {claim.timestamp} is ahead")
+        if claim.type in (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND) and (
+            claim.timestamp < now - self.config.waiting_period - policy.timestamp_tolerance
+        ):
+            raise _Refuse(Sub.CLAIM_TIMESTAMP_TOO_OLD, f"claim from {claim.timestamp}")
+        if claim.holdtime > policy.max_claim_holdtime:
+            raise _Refuse(Sub.CLAIM_HOLDTIME_TOO_LONG, f"holdtime {claim.holdtime}")
+        if claim.holdtime < policy.min_claim_holdtime:
+            raise _Refuse(Sub.CLAIM_HOLDTIME_TOO_SHORT, f"holdtime {claim.holdtime}")
+
+    # PREFIX_IN_USE, §11.2
+    def _on_prefix_in_use(self, nb: Neighbor, claim: Claim) -> CacheEntry | None:
+        role, local = claim.origin_role, self.config.local_domain
+        if role is Role.PARENT:
+            raise _Refuse(Sub.ILLEGAL_ORIGIN_ROLE, "PREFIX_IN_USE by a parent (§11.2.1)")
+        if role is Role.SIBLING:  # §11.2.2
+            parent = self._require_parent(claim)
+            self._collide(claim, DOMAIN)
+            self._check_clash(claim, DOMAIN)
+            return CacheEntry(claim, nb.key, parent)
+        if role is Role.CHILD:  # §11.2.3
+            if claim.origin_domain == local:
+                # Our own space for local use, told by an internal peer (§12.2).
+                if not self._restorable(nb, claim):
+                    return None
+                self._adopt(claim, LOCAL)
+                return CacheEntry(claim, nb.key, local)
+            if not any(covers(a, claim.prefix) for a in self._held_prefixes(DOMAIN)):
+                raise _Refuse(Sub.NO_APPROPRIATE_PARENT_PREFIX, "not inside our managed space")
+            self._collide(claim, LOCAL)
+            self._check_clash(claim, LOCAL)
+            return CacheEntry(claim, nb.key, local)
+        # INTERNAL, §11.2.4: processed as PREFIX_MANAGED.
+        return self._internal_managed(nb, claim)
+
+    # CLAIM_DENIED, §11.3
+    def _on_claim_denied(self, nb: Neighbor, claim: Claim) -> CacheEntry | None:
+        role, local = claim.origin_role, self.config.local_domain
+        if role in (Role.CHILD, Role.SIBLING):
+            raise _Refuse(Sub.ILLEGAL_ORIGIN_ROLE, f"CLAIM_DENIED by a {role.name} (§11.3.1)")
+        if role is Role.INTERNAL:  # §11.3.2
+            self._mark_denied(claim, Role.CHILD)
+            return CacheEntry(claim, nb.key, local)
+        # PARENT, §11.3.3
+        parent = self._associate(claim.prefix)
+        if claim.origin_domain != local:
+            if parent is None:
+                raise _Refuse(Sub.NO_APPROPRIATE_PARENT_PREFIX, "denial outside any parent space")
+            self._mark_denied(claim, Role.SIBLING)
+            return CacheEntry(claim, nb.key, parent)
+        match = [
+            p
+            for p in self.pending
+            if p.kind is DOMAIN
+            and p.claim.timestamp == claim.timestamp
+            and p.claim.prefix == claim.prefix
+        ]
+        if not match:
+            raise _Refuse(Sub.NO_APPROPRIATE_INTERNAL_PREFIX, "no pending claim of ours matches")
+        for pending in match:
+            self.pending.remove(pending)
+            self._events.append(
+                ClaimCancelled(claim.prefix, DOMAIN, "denied by the parent", winner=claim)
+            )
+            self._retry_after_denial(pending, claim)
+        return CacheEntry(claim, nb.key, parent if parent is not None else match[0].parent)
+
+    # CLAIM_TO_EXPAND §11.4 and NEW_CLAIM §11.5
+    def _on_claim(self, nb: Neighbor, claim: Claim) -> CacheEntry | None:
+        role, local = claim.origin_role, self.config.local_domain
+        expand = claim.type is ClaimType.CLAIM_TO_EXPAND
+        if role is Role.PARENT:
+            raise _Refuse(Sub.ILLEGAL_ORIGIN_ROLE, f"{claim.type.name} by a parent (§11.4.1)")
+        if is_hint(claim):
+            # §11.5: a hint stays among the child's domain and its parent's; a parent here
+            # records it (the Appendix A allocator may act on it), others drop it (§11.8.1).
+            if role in (Role.CHILD, Role.INTERNAL):
+                return CacheEntry(claim, nb.key, None)
+            return None
+        if role is Role.SIBLING:  # §11.4.2
+            parent = self._require_parent(claim)
+            if expand and not self._in_use_by(claim.origin_domain, claim.prefix):
+                raise _Refuse(Sub.NO_APPROPRIATE_SIBLING_PREFIX, "expands nothing the sibling uses")
+            self._collide(claim, DOMAIN)
+            return CacheEntry(claim, nb.key, parent)
+        if role is Role.CHILD:  # §11.4.3
+            if not any(covers(a, claim.prefix) for a in self._held_prefixes(DOMAIN)):
+                raise _Refuse(Sub.NO_APPROPRIATE_PARENT_PREFIX, "not inside our managed space")
+            if expand and not self._in_use_by(claim.origin_domain, claim.prefix):
+                raise _Refuse(Sub.NO_APPROPRIATE_CHILD_PREFIX, "expands nothing the child uses")
+            self._collide(claim, LOCAL)
+            entry = CacheEntry(claim, nb.key, local)
+            if claim.origin_domain != local:
+                entry.denied = self._apply_child_policy(claim)
+            return entry
+        # INTERNAL, §11.4.4 / §11.5
+        parent = self._require_parent(claim)
+        if expand and not any(overlaps(a, claim.prefix) for a in self._held_prefixes(DOMAIN)):
+            raise _Refuse(Sub.NO_APPROPRIATE_INTERNAL_PREFIX, "expands nothing our domain uses")
+        self._collide(claim, DOMAIN)
+        if claim.origin_node == self.config.local_node:
+            self._restore_pending(claim, parent)
+        elif not expand:
+            # §5.1 a): another node of ours is claiming; our own scheduled claim for new
+            # space is unnecessary.
+            self._cancel_scheduled(DOMAIN, "an internal peer is claiming")
+        return CacheEntry(claim, nb.key, parent)
+
+    # PREFIX_MANAGED, §11.6
+    def _on_prefix_managed(self, nb: Neighbor, claim: Claim) -> CacheEntry | None:
+        role = claim.origin_role
+        if role in (Role.CHILD, Role.SIBLING):
+            raise _Refuse(Sub.ILLEGAL_ORIGIN_ROLE, f"PREFIX_MANAGED by a {role.name} (§11.6.2)")
+        if role is Role.PARENT:  # §11.6.1
+            if claim.origin_domain not in self.config.parent_domain_ids:
+                raise _Refuse(
+                    Sub.NO_APPROPRIATE_PARENT_PREFIX,
+                    f"domain {claim.origin_domain} is not one of our parents",
+                )
+            return CacheEntry(claim, nb.key, claim.origin_domain)
+        return self._internal_managed(nb, claim)  # §11.6.3
+
+    # WITHDRAW, §11.7
+    def _on_withdraw(self, nb: Neighbor, claim: Claim) -> CacheEntry | None:
+        role, local = claim.origin_role, self.config.local_domain
+        if role is Role.CHILD:  # §11.7.1
+            if not self._withdraw_matches(claim, Role.CHILD):
+                raise _Refuse(Sub.NO_APPROPRIATE_CHILD_PREFIX, "withdraws nothing the child holds")
+            return CacheEntry(claim, nb.key, local)
+        if role is Role.SIBLING:  # §11.7.2
+            if not self._withdraw_matches(claim, Role.SIBLING):
+                raise _Refuse(
+                    Sub.NO_APPROPRIATE_SIBLING_PREFIX, "withdraws nothing the sibling holds"
+                )
+            return CacheEntry(claim, nb.key, self._associate(claim.prefix))
+        if role is Role.INTERNAL:  # §11.7.3
+            ours = any(overlaps(a, claim.prefix) for a in self._held_prefixes(DOMAIN))
+            if not ours and not self._withdraw_matches(claim, Role.INTERNAL):
+                raise _Refuse(Sub.NO_APPROPRIATE_INTERNAL_PREFIX, "withdraws nothing we hold")
+            self._cancel_matching_pending(claim)
+            alloc = next(
+                (a for a in self.allocations.values() if overlaps(a.prefix, claim.prefix)), None
+            )
+            return CacheEntry(
+                claim, nb.key, alloc.parent if alloc else self._associate(claim.prefix)
+            )
+        # PARENT, §11.7.4
+        parent = self._associate(claim.prefix, parent_origin=claim.origin_domain)
+        if parent is None:
+            raise _Refuse(Sub.NO_APPROPRIATE_PARENT_PREFIX, "withdraw outside any parent space")
+        entry = CacheEntry(claim, nb.key, parent)
+        if self.cache.add(entry):
+            self._propagate(entry, exclude=nb.key)
+        for alloc in list(self.allocations.values()):
+            if alloc.kind is DOMAIN and overlaps(alloc.prefix, claim.prefix):
+                cut = alloc.prefix if covers(claim.prefix, alloc.prefix) else claim.prefix
+                self._originate(
+                    Claim(
+                        type=ClaimType.WITHDRAW,
+                        origin_role=Role.INTERNAL,
+                        timestamp=claim.timestamp,
+                        lifetime=claim.lifetime,
+                        holdtime=max(claim.holdtime, claim.lifetime),
+                        origin_domain=local,
+                        origin_node=alloc.origin_node,
+                        prefix=cut,
+                    ),
+                    parent=alloc.parent,
+                )
+        return None  # already cached and propagated
+
+    # --- §11 helpers ---------------------------------------------------------------------
+
+    def _require_parent(self, claim: Claim) -> DomainId:
+        parent = self._associate(claim.prefix)
+        if parent is None:
+            raise _Refuse(
+                Sub.NO_APPROPRIATE_PARENT_PREFIX, "no parent's PREFIX_MANAGED covers it (§11)"
+            )
+        return parent
+
+    def _associate(self, prefix: Prefix, parent_origin: DomainId | None = None) -> DomainId | None:
+        """§11: the parent domain whose PREFIX_MANAGED covers ``prefix``."""
+        for parent in self.config.parent_domain_ids:
+            if parent_origin is not None and parent != parent_origin:
+                continue
+            if any(covers(space, prefix) for space in self._parent_prefixes(parent)):
+                return parent
+        return None
+
+    def _parent_prefixes(self, parent: DomainId) -> list[Prefix]:
+        if parent == TLD_ID:
+            return list(self.config.global_pool)
+        return [
+            e.claim.prefix
+            for e in self.cache.live(self._now)
+            if e.claim.type is ClaimType.PREFIX_MANAGED
+            and e.claim.origin_role is Role.PARENT
+            and e.claim.origin_domain == parent
+        ]
+
+    def _parent_space(self, parent: DomainId, now: float) -> list[Prefix]:
+        """A parent's managed space minus what it withdrew (§11.6.1, §11.7.4)."""
+        withdrawn = [
+            e.claim.prefix
+            for e in self.cache.live(now)
+            if e.claim.type is ClaimType.WITHDRAW
+            and e.claim.origin_role is Role.PARENT
+            and e.claim.origin_domain == parent
+        ]
+        return subtract(self._parent_prefixes(parent), withdrawn)
+
+    def _held_prefixes(self, kind: SpaceKind) -> list[Prefix]:
+        return [a.prefix for a in self.allocations.values() if a.kind is kind]
+
+    def _in_use_by(self, domain: DomainId, prefix: Prefix) -> bool:
+        """§11.4.2-§11.4.3: an overlapping PREFIX_IN_USE by the claim's own domain."""
+        return any(
+            e.claim.type is ClaimType.PREFIX_IN_USE
+            and e.claim.origin_domain == domain
+            and overlaps(e.claim.prefix, prefix)
+            for e in self.cache.live(self._now)
+        )
+
+    def _withdraw_matches(self, claim: Claim, role: Role) -> bool:
+        """§11.7.1-§11.7.3: a PREFIX_IN_USE of the origin domain covers the WITHDRAW's range,
+        or a NEW_CLAIM / CLAIM_TO_EXPAND of it has the same Address, Mask and Timestamp
+        (docs/conformance.md reads the RFC's "or" as either being enough)."""
+        for e in self.cache.live(self._now):
+            c = e.claim
+            if c.origin_domain != claim.origin_domain:
+                continue
+            if c.type is ClaimType.PREFIX_IN_USE and covers(c.prefix, claim.prefix):
+                return True
+            if (
+                c.type in (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND)
+                and c.prefix == claim.prefix
+                and c.timestamp == claim.timestamp
+            ):
+                return True
+        if role is Role.INTERNAL:
+            return any(
+                p.claim.prefix == claim.prefix and p.claim.timestamp == claim.timestamp
+                for p in self.pending
+            )
+        return False
+
+    def _internal_managed(self, nb: Neighbor, claim: Claim) -> CacheEntry | None:
+        """§11.6.3 (and §11.2.4): our domain holds this prefix; another node claimed it."""
+        if not self._restorable(nb, claim):
+            return None
+        parent = self._associate(claim.prefix)
+        self._adopt(claim, DOMAIN, parent)
+        return CacheEntry(claim, nb.key, parent)
+
+    def _restorable(self, nb: Neighbor, claim: Claim) -> bool:
+        """§14: after a reboot our own UPDATEs come back; adopt unknown ones only from the
+        relations we trust (``Policy.restore_from``)."""
+        kind = LOCAL if claim.origin_role is Role.CHILD else DOMAIN
+        if (kind, claim.prefix) in self.allocations or nb.role in self.config.policy.restore_from:
+            return True
+        self._events.append(
+            PolicyNotice(
+                "restore_ignored",
+                f"ignored our own {claim.type.name} {claim.prefix} from a {nb.role.name} (§14)",
+            )
+        )
+        return False
+
+    def _adopt(self, claim: Claim, kind: SpaceKind, parent: DomainId | None = None) -> None:
+        """Record a prefix of our domain learned from a peer (§11.6.3, §14)."""
+        if claim.timestamp + claim.lifetime <= self._now:
+            return
+        key = (kind, claim.prefix)
+        alloc = self.allocations.get(key)
+        if alloc is None and any(
+            a.kind is kind and covers(a.prefix, claim.prefix) for a in self.allocations.values()
+        ):
+            return  # an older announcement of a prefix since expanded (§5.3)
+        if alloc is None:
+            alloc = Allocation(
+                prefix=claim.prefix,
+                kind=kind,
+                parent=parent if kind is DOMAIN else self.config.local_domain,
+                timestamp=claim.timestamp,
+                lifetime=claim.lifetime,
+                origin_node=claim.origin_node,
+                allocated_at=self._now,
+            )
+            self.allocations[key] = alloc
+            # An expansion by another of our nodes (§5.3) replaces the prefix it doubled.
+            for older in [
+                a
+                for a in self.allocations.values()
+                if a.kind is kind and a is not alloc and covers(claim.prefix, a.prefix)
+            ]:
+                self._drop_allocation(older, "replaced")
+            self._events.append(
+                PrefixAllocated(
+                    claim.prefix, kind, alloc.expires, int(alloc.origin_node), "learned"
+                )
+            )
+            # A pending claim of ours for the same prefix was won by another of our nodes.
+            for pending in [p for p in self.pending if p.claim.prefix == claim.prefix]:
+                if pending.purpose == "new":
+                    self.pending.remove(pending)
+        elif claim.timestamp + claim.lifetime > alloc.expires:
+            alloc.lifetime = claim.timestamp + claim.lifetime - alloc.timestamp
+        if alloc.parent is None and parent is not None:
+            alloc.parent = parent
+
+    def _collide(self, claim: Claim, kind: SpaceKind) -> None:
+        """§5.1 c): a received claim overlapping our pending claims; the loser stops."""
+        if claim.type not in COMPARABLE:
+            return
+        local = self.config.local_domain
+        for pending in list(self.pending):
+            mine = pending.claim
+            if pending.kind is not kind or not overlaps(mine.prefix, claim.prefix):
+                continue
+            if (
+                claim.origin_domain == local
+                and claim.type is ClaimType.PREFIX_IN_USE
+                and pending.extends is not None
+                and covers(mine.prefix, claim.prefix)
+            ):
+                continue  # our own prefix that this renewal / expansion extends
+            if (claim.origin_node, claim.timestamp) == (mine.origin_node, mine.timestamp):
+                continue  # our own claim coming back
+            if wins(claim, mine):
+                self.pending.remove(pending)
+                self._events.append(
+                    ClaimCancelled(mine.prefix, kind, "lost a collision (§5.1.1)", winner=claim)
+                )
+                if claim.origin_domain != local and pending.purpose == "new":
+                    # §5.1 c): pick another prefix; _plan schedules the new claim.
+                    self._blocked_until[kind] = 0.0
+
+    def _check_clash(self, claim: Claim, kind: SpaceKind) -> None:
+        """§12.4: a PREFIX_IN_USE of another domain over one of our prefixes."""
+        local = self.config.local_domain
+        if claim.origin_domain == local:
+            return
+        for alloc in list(self.allocations.values()):
+            if alloc.kind is not kind or not overlaps(alloc.prefix, claim.prefix):
+                continue
+            if not wins(claim, alloc.announcement(ClaimType.PREFIX_IN_USE, local)):
+                continue  # we win: nothing to do, the other side withdraws
+            manual = self.config.policy.clash_resolution is ClashResolution.MANUAL
+            if any(c.local == alloc.prefix and c.winner == claim for c in self.clashes.values()):
+                continue
+            clash = Clash(next(self._clash_ids), alloc.prefix, kind, claim, self._now)
+            self.clashes[clash.clash_id] = clash
+            self._events.append(ClashDetected(clash.clash_id, alloc.prefix, claim, manual))
+            if not manual:
+                self._withdraw_for_clash(alloc, claim)
+                clash.state = "withdrawn"
+
+    def _withdraw_for_clash(self, alloc: Allocation, winner: Claim) -> None:
+        """§12.4: WITHDRAW with Role INTERNAL, our origin ids, and the winner's timestamp,
+        lifetime, holdtime, address and mask; then processed as §11.7 says."""
+        withdraw = Claim(
+            type=ClaimType.WITHDRAW,
+            origin_role=Role.INTERNAL if alloc.kind is DOMAIN else Role.CHILD,
+            timestamp=winner.timestamp,
+            lifetime=winner.lifetime,
+            holdtime=winner.holdtime,
+            origin_domain=self.config.local_domain,
+            origin_node=alloc.origin_node,
+            prefix=winner.prefix,
+        )
+        self._originate(withdraw, parent=alloc.parent, clash=True)
+        for pending in [p for p in self.pending if p.extends == alloc.prefix]:
+            if covers(winner.prefix, alloc.prefix):
+                self.pending.remove(pending)
+
+    def _mark_denied(self, denial: Claim, role: Role) -> None:
+        for entry in self.cache.live(self._now):
+            c = entry.claim
+            if (
+                c.origin_role is role
+                and c.type in (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND)
+                and c.origin_domain == denial.origin_domain
+                and c.timestamp == denial.timestamp
+                and c.prefix == denial.prefix
+            ):
+                entry.denied = True
+
+    def _cancel_matching_pending(self, withdraw: Claim) -> None:
+        for pending in list(self.pending):
+            if (pending.claim.prefix, pending.claim.timestamp) == (
+                withdraw.prefix,
+                withdraw.timestamp,
+            ):
+                self.pending.remove(pending)
+                self._events.append(
+                    ClaimCancelled(
+                        pending.claim.prefix, pending.kind, "withdrawn by an internal peer"
+                    )
+                )
+
+    def _restore_pending(self, claim: Claim, parent: DomainId) -> None:
+        """§14: our own claim, replayed to us after a restart; its Claim-Timer runs on."""
+        if any(
+            p.claim.timestamp == claim.timestamp and p.claim.prefix == claim.prefix
+            for p in self.pending
+        ):
+            return
+        expand = claim.type is ClaimType.CLAIM_TO_EXPAND
+        extends = None
+        if expand:
+            held = [a for a in self._held_prefixes(DOMAIN) if covers(claim.prefix, a)]
+            extends = held[0] if held else None
+        self.pending.append(
+            PendingClaim(
+                claim=replace(claim, origin_role=Role.INTERNAL),
+                kind=DOMAIN,
+                parent=parent,
+                purpose=("renew" if extends == claim.prefix else "expand") if expand else "new",
+                deadline=claim.timestamp + self.config.waiting_period,
+                extends=extends,
+            )
+        )
+
+    def _apply_child_policy(self, claim: Claim) -> bool:
+        """§8.3, §11.4.3, App. B: a parent's checks on a child's claim.  Returns True when
+        the claim is answered with CLAIM_DENIED (to the child's nodes) instead of being
+        passed to the children; raises for the NOTIFICATION cases."""
+        policy, now = self.config.policy, self._now
+        size = claim.prefix.num_addresses
+        if size < policy.min_child_prefix_size:
+            raise _Refuse(Sub.CLAIM_PREFIX_SIZE_TOO_SMALL, f"{size} addresses")
+        if claim.lifetime < policy.min_child_lifetime:
+            raise _Refuse(Sub.CLAIM_LIFETIME_TOO_SHORT, f"lifetime {claim.lifetime}")
+        covering = [
+            a
+            for a in self.allocations.values()
+            if a.kind is DOMAIN and covers(a.prefix, claim.prefix)
+        ]
+        managed_end = max((a.expires for a in covering), default=0)
+        allowed = int(min(policy.max_child_lifetime, managed_end - claim.timestamp))
+        if claim.lifetime > allowed:
+            key = (claim.origin_domain, claim.prefix)
+            if key in self._denied_lifetime:
+                raise _Refuse(Sub.CLAIM_LIFETIME_TOO_LONG, f"lifetime {claim.lifetime} > {allowed}")
+            self._denied_lifetime[key] = now + self.config.waiting_period
+            self._deny(claim, max(allowed, 0), "lifetime")
+            return True
+        if policy.max_child_prefix_size is not None and size > policy.max_child_prefix_size:
+            if claim.origin_domain in self._denied_size:
+                raise _Refuse(Sub.CLAIM_PREFIX_SIZE_TOO_LARGE, f"{size} addresses")
+            self._denied_size[claim.origin_domain] = now + self.config.waiting_period
+            self._deny(claim, claim.lifetime, "size")
+            return True
+        held = self._child_holding(claim.origin_domain) + size
+        if policy.child_hard_threshold is not None and held > policy.child_hard_threshold:
+            self._deny(claim, claim.lifetime, "hard threshold")
+            return True
+        if policy.child_soft_threshold is not None and held >= policy.child_soft_threshold:
+            self._events.append(
+                PolicyNotice(
+                    "soft_threshold",
+                    f"child domain {claim.origin_domain} claims {held} addresses "
+                    f"(soft threshold {policy.child_soft_threshold}, App. B)",
+                )
+            )
+        return False
+
+    def _child_holding(self, domain: DomainId) -> int:
+        prefixes = {
+            e.claim.prefix
+            for e in self.cache.live(self._now)
+            if e.claim.origin_domain == domain
+            and e.claim.type in CLAIMS
+            and not e.denied
+            and not self._released(e)
+        }
+        return sum(p.num_addresses for p in collapse(prefixes))
+
+    def _deny(self, claim: Claim, lifetime: int, why: str) -> None:
+        """§11.4.3: CLAIM_DENIED, the claim itself with Rol=INTERNAL and the longest
+        lifetime we allow, to the nodes of the child's domain."""
+        self._originate(
+            replace(
+                claim, type=ClaimType.CLAIM_DENIED, origin_role=Role.INTERNAL, lifetime=lifetime
+            ),
+            parent=self.config.local_domain,
+        )
+        self._events.append(
+            PolicyNotice(
+                "claim_denied", f"denied {claim.prefix} of domain {claim.origin_domain}: {why}"
+            )
+        )
+
+    def _retry_after_denial(self, pending: PendingClaim, denial: Claim) -> None:
+        """§8.3: a parent's CLAIM_DENIED carries the longest lifetime it accepts; claim
+        again within it.  A denial for another reason (size, threshold) is retried at half
+        the size (docs/conformance.md)."""
+        size = pending.claim.prefix.num_addresses
+        end_by: int | None = None
+        if denial.lifetime < pending.claim.lifetime:
+            end_by = denial.timestamp + denial.lifetime
+        elif size > 1:
+            size //= 2
+        if end_by is not None and end_by - self._now <= self.config.waiting_period:
+            self._events.append(
+                PolicyNotice("claim_denied", f"parent allows {denial.prefix} only until {end_by}")
+            )
+            return
+        self.scheduled.append(
+            ScheduledClaim(
+                at=self._claim_time(),
+                kind=pending.kind,
+                size=size,
+                lifetime=pending.claim.lifetime,
+                purpose=pending.purpose,
+                prefix=None if pending.purpose == "new" else pending.claim.prefix,
+                extends=pending.extends,
+                end_by=end_by,
+            )
+        )
+
+    # --- originating (§5) ----------------------------------------------------------------
+
+    def _claim_time(self) -> float:
+        """§5.1 a), §6: a random delay in the open interval (0, INITIATE_CLAIM_DELAY)."""
+        span = self.config.initiate_claim_delay
+        delay = self.rng.random() * span
+        while span > 0 and delay <= 0.0:
+            delay = self.rng.random() * span
+        return self._now + delay
+
+    def _plan(self) -> None:
+        """Claim space when the domain needs it and may claim (§5.1, §12.2)."""
+        cfg, now = self.config, self._now
+        if cfg.initial_size <= 0:
+            return
+        for kind in (DOMAIN, LOCAL):
+            if kind is LOCAL and not self.non_leaf:
+                continue
+            if now < self._blocked_until[kind] or self._usable(kind, now) or self._claiming(kind):
+                continue
+            if kind is DOMAIN and not self._eligible_parents():
+                continue
+            if kind is LOCAL and not self._usable(DOMAIN, now):
+                continue
+            if kind is LOCAL and self._no_room_for(LOCAL, cfg.initial_size):
+                # §12.2 / §5.3: the children took the managed space; grow it to make room.
+                self._expand_for_room()
+                continue
+            self.scheduled.append(
+                ScheduledClaim(
+                    at=self._claim_time(),
+                    kind=kind,
+                    size=cfg.initial_size,
+                    lifetime=_u32(cfg.claim_lifetime),
+                    purpose="new",
+                )
+            )
+
+    def _no_room_for(self, kind: SpaceKind, size: int) -> bool:
+        space = self._claim_space(kind, self.config.local_domain)
+        return choose_free(space, self._occupied(kind), size, self.rng) is None
+
+    def _expand_for_room(self) -> None:
+        """Schedule a §5.3 expansion of a DOMAIN prefix of ours whose other half is free."""
+        if any(s.purpose == "expand" for s in self.scheduled) or any(
+            p.purpose == "expand" for p in self.pending
+        ):
+            return
+        for alloc in sorted(self.allocations.values(), key=lambda a: a.prefix.prefixlen):
+            if alloc.kind is not DOMAIN or alloc.origin_node != self.config.local_node:
+                continue
+            if alloc.prefix.prefixlen == 0:
+                continue
+            larger = alloc.prefix.supernet()
+            space = self._claim_space(DOMAIN, alloc.parent)
+            if any(covers(s, larger) for s in space) and not any(
+                overlaps(p, larger) for p in self._occupied(DOMAIN, ignore=alloc.prefix)
+            ):
+                self.scheduled.append(
+                    ScheduledClaim(
+                        at=self._claim_time(),
+                        kind=DOMAIN,
+                        size=larger.num_addresses,
+                        lifetime=_u32(self.config.claim_lifetime),
+                        purpose="expand",
+                        prefix=larger,
+                        extends=alloc.prefix,
+                    )
+                )
+                return
+        self._blocked_until[LOCAL] = self._now + max(self.config.initiate_claim_delay, 1.0)
+
+    def _claiming(self, kind: SpaceKind) -> bool:
+        """A claim for new space is under way, by us or by another node of our domain.
+
+        Our own claims count only while pending: one that lost a collision or was denied
+        stays cached, but §5.1 c) wants a new claim at once, not after its holdtime."""
+        if any(s.kind is kind and s.purpose == "new" for s in self.scheduled):
+            return True
+        if any(p.kind is kind and p.purpose == "new" for p in self.pending):
+            return True
+        role = Role.INTERNAL if kind is DOMAIN else Role.CHILD
+        return any(
+            e.claim.type is ClaimType.NEW_CLAIM
+            and e.claim.origin_role is role
+            and e.claim.origin_domain == self.config.local_domain
+            and e.claim.origin_node != self.config.local_node
+            and e.claim.timestamp + self.config.waiting_period > self._now
+            and not e.denied
+            and not is_hint(e.claim)
+            for e in self.cache.live(self._now)
+        )
+
+    def _eligible_parents(self) -> list[DomainId]:
+        """§5.1: a non-TLD claims from a parent only while a session to it is Established."""
+        cfg = self.config
+        if cfg.is_tld:
+            return [DomainId(TLD_ID)] if cfg.global_pool else []
+        up = {n.domain for n in self.neighbors.values() if n.role is Role.PARENT}
+        return [p for p in cfg.parent_domain_ids if p in up and self._parent_space(p, self._now)]
+
+    def _claim_space(self, kind: SpaceKind, parent: DomainId | None) -> list[Prefix]:
+        if kind is LOCAL:
+            return self._usable(DOMAIN, self._now)
+        if parent is None:
+            return []
+        return self._parent_space(parent, self._now)
+
+    def _occupied(self, kind: SpaceKind, ignore: Prefix | None = None) -> list[Prefix]:
+        """Space that is not free to claim: ours, our claims, and others' claims and
+        prefixes still held in the cache (which includes the §12.3 grace)."""
+        now = self._now
+        role_set = {Role.SIBLING, Role.INTERNAL} if kind is DOMAIN else {Role.CHILD}
+        taken = [a.prefix for a in self.allocations.values() if a.kind is kind]
+        taken += [p.claim.prefix for p in self.pending if p.kind is kind]
+        taken += [s.prefix for s in self.scheduled if s.kind is kind and s.prefix is not None]
+        for e in self.cache.held(now):
+            c = e.claim
+            if (
+                c.type in CLAIMS
+                and c.origin_role in role_set
+                and not e.denied
+                and not is_hint(c)
+                and not self._released(e)
+            ):
+                taken.append(c.prefix)
+        return [p for p in taken if p != ignore]
+
+    def _released(self, entry: CacheEntry) -> bool:
+        """A claim its domain gave back with a WITHDRAW of the same prefix and timestamp."""
+        c = entry.claim
+        return (
+            any(
+                w.claim.type is ClaimType.WITHDRAW
+                and w.claim.origin_domain == c.origin_domain
+                and w.claim.prefix == c.prefix
+                and w.claim.timestamp == c.timestamp
+                for w in self.cache.live(self._now)
+            )
+            if c.type is not ClaimType.WITHDRAW
+            else False
+        )
+
+    def _send_claim(self, scheduled: ScheduledClaim) -> None:
+        """§5.1 b): send the claim and start its Claim-Timer."""
+        cfg, now, kind = self.config, self._now, scheduled.kind
+        if scheduled.purpose == "new" and scheduled.prefix is None:
+            others = [s for s in self.scheduled if s.kind is kind and s.purpose == "new"]
+            if self._usable(kind, now) or others or self._claiming_elsewhere(kind):
+                return  # §5.1 a): no longer needed
+        parents: list[DomainId | None]
+        if kind is LOCAL:
+            parents = [cfg.local_domain]
+        elif scheduled.extends is not None:
+            alloc = self.allocations.get((kind, scheduled.extends))
+            parents = [alloc.parent] if alloc is not None else []
+            if (
+                alloc is not None
+                and not cfg.is_tld
+                and alloc.parent not in self._eligible_parents()
+            ):
+                parents = []
+        else:
+            parents = list(self._eligible_parents())
+        chosen: tuple[DomainId | None, Prefix] | None = None
+        for parent in parents:
+            space = self._claim_space(kind, parent)
+            if scheduled.prefix is not None:
+                taken = self._occupied(kind, ignore=scheduled.extends)
+                ok = any(covers(s, scheduled.prefix) for s in space) and not any(
+                    overlaps(p, scheduled.prefix) for p in taken
+                )
+                if ok or scheduled.purpose == "renew":
+                    chosen = (parent, scheduled.prefix)
+                    break
+            else:
+                prefix = choose_free(space, self._occupied(kind), scheduled.size, self.rng)
+                if prefix is not None:
+                    chosen = (parent, prefix)
+                    break
+        if chosen is None:
+            what = scheduled.prefix or f"{scheduled.size} addresses"
+            self._events.append(
+                PolicyNotice("claim_impossible", f"cannot claim {what} ({kind.value}) now")
+            )
+            self._blocked_until[kind] = now + max(cfg.initiate_claim_delay, 1.0)
+            if scheduled.extends is not None:
+                alloc = self.allocations.get((kind, scheduled.extends))
+                if alloc is not None:
+                    alloc.renew_retry_at = now + max(cfg.initiate_claim_delay, 1.0)
+            return
+        parent, prefix = chosen
+        timestamp = _u32(now)
+        lifetime = scheduled.lifetime
+        for end in (scheduled.end_by, self._parent_end(kind, parent, prefix)):
+            if end is not None:
+                lifetime = min(lifetime, end - timestamp)
+        if lifetime <= 0:
+            self._events.append(
+                PolicyNotice("claim_impossible", f"no lifetime left for {prefix} ({kind.value})")
+            )
+            self._blocked_until[kind] = now + max(cfg.initiate_claim_delay, 1.0)
+            return
+        claim = Claim(
+            type=ClaimType.NEW_CLAIM if scheduled.purpose == "new" else ClaimType.CLAIM_TO_EXPAND,
+            origin_role=Role.INTERNAL if kind is DOMAIN else Role.CHILD,
+            timestamp=timestamp,
+            lifetime=lifetime,
+            holdtime=_u32(cfg.waiting_period),  # §7.3: claims are held for WAITING_PERIOD
+            origin_domain=cfg.local_domain,
+            origin_node=cfg.local_node,
+            prefix=prefix,
+        )
+        self.pending.append(
+            PendingClaim(
+                claim=claim,
+                kind=kind,
+                parent=parent,
+                purpose=scheduled.purpose,
+                deadline=claim.timestamp + cfg.waiting_period,
+                extends=scheduled.extends,
+            )
+        )
+        self._events.append(ClaimSent(claim, kind, scheduled.purpose))
+        self._originate(claim, parent=parent)
+
+    def _parent_end(self, kind: SpaceKind, parent: DomainId | None, prefix: Prefix) -> int | None:
+        """When the space we claim from ends: a child asks no longer than that (§11.4.3
+        would deny it)."""
+        if kind is LOCAL:
+            ends = [
+                a.expires
+                for a in self.allocations.values()
+                if a.kind is DOMAIN and covers(a.prefix, prefix)
+            ]
+        elif parent is None or parent == TLD_ID:
+            return None
+        else:
+            ends = [
+                e.claim.timestamp + e.claim.lifetime
+                for e in self.cache.live(self._now)
+                if e.claim.type is ClaimType.PREFIX_MANAGED
+                and e.claim.origin_role is Role.PARENT
+                and e.claim.origin_domain == parent
+                and covers(e.claim.prefix, prefix)
+            ]
+        return max(ends) if ends else None
+
+    def _claiming_elsewhere(self, kind: SpaceKind) -> bool:
+        if any(p.kind is kind and p.purpose == "new" for p in self.pending):
+            return True
+        role = Role.INTERNAL if kind is DOMAIN else Role.CHILD
+        return any(
+            e.via is not None
+            and e.claim.type is ClaimType.NEW_CLAIM
+            and e.claim.origin_role is role
+            and e.claim.origin_domain == self.config.local_domain
+            and e.claim.timestamp + self.config.waiting_period > self._now
+            and not e.denied
+            and not is_hint(e.claim)
+            for e in self.cache.live(self._now)
+        )
+
+    def _cancel_scheduled(self, kind: SpaceKind, reason: str) -> None:
+        for scheduled in [
+            s for s in self.scheduled if s.kind is kind and s.purpose == "new" and s.prefix is None
+        ]:
+            self.scheduled.remove(scheduled)
+            self._events.append(ClaimCancelled(None, kind, reason))
+
+    def _claim_timer_expired(self, pending: PendingClaim) -> None:
+        """§5.1 d), §5.2, §5.3: no collision for WAITING_PERIOD: the prefix is ours."""
+        cfg, claim = self.config, pending.claim
+        kind = pending.kind
+        end = claim.timestamp + claim.lifetime
+        if pending.purpose == "renew" and pending.extends is not None:
+            alloc = self.allocations.get((kind, pending.extends))
+            if alloc is None:
+                return
+            alloc.lifetime = max(alloc.lifetime, end - alloc.timestamp)
+        else:
+            alloc = Allocation(
+                prefix=claim.prefix,
+                kind=kind,
+                parent=pending.parent,
+                timestamp=claim.timestamp,
+                lifetime=claim.lifetime,
+                origin_node=cfg.local_node,
+                allocated_at=self._now,
+            )
+            if pending.extends is not None:
+                old = self.allocations.get((kind, pending.extends))
+                if old is not None:
+                    self._drop_allocation(old, "replaced", quiet_grib=True)
+            self.allocations[(kind, claim.prefix)] = alloc
+        self._announce(alloc)
+        self._events.append(
+            PrefixAllocated(
+                alloc.prefix, kind, alloc.expires, int(alloc.origin_node), pending.purpose
+            )
+        )
+
+    def _announce(self, alloc: Allocation) -> None:
+        """§5.1 d): PREFIX_IN_USE to the parent and siblings, PREFIX_MANAGED to children and
+        internal peers (for LOCAL space, as a child of ourselves: PREFIX_IN_USE, Rol=CHILD,
+        to internal peers and children)."""
+        local = self.config.local_domain
+        self._originate(alloc.announcement(ClaimType.PREFIX_IN_USE, local), parent=alloc.parent)
+        if alloc.kind is DOMAIN:
+            self._originate(
+                alloc.announcement(ClaimType.PREFIX_MANAGED, local), parent=alloc.parent
+            )
+
+    def _drop_allocation(self, alloc: Allocation, reason: str, *, quiet_grib: bool = False) -> None:
+        self.allocations.pop((alloc.kind, alloc.prefix), None)
+        for pending in [
+            p for p in self.pending if p.extends == alloc.prefix and p.kind is alloc.kind
+        ]:
+            if reason != "replaced":
+                self.pending.remove(pending)
+        for scheduled in [s for s in self.scheduled if s.extends == alloc.prefix]:
+            self.scheduled.remove(scheduled)
+        self._events.append(PrefixGone(alloc.prefix, alloc.kind, reason))
+
+    def _own(self, prefix: Prefix) -> Allocation:
+        for kind in (DOMAIN, LOCAL):
+            alloc = self.allocations.get((kind, prefix))
+            if alloc is not None:
+                return alloc
+        raise RequestRefused(f"{prefix} is not allocated to this domain")
+
+    # --- renewal (§4.2, §5.2) ------------------------------------------------------------
+
+    def _renew_at(self, alloc: Allocation) -> float:
+        """Start renewing early enough that the claim delay and Claim-Timer end before
+        expiry, with one more waiting period to spare where the lifetime allows."""
+        cfg = self.config
+        least = cfg.waiting_period + cfg.initiate_claim_delay
+        lead = max(least, min(alloc.lifetime / 2, least + cfg.waiting_period))
+        return alloc.expires - lead
+
+    def _may_renew(self, alloc: Allocation) -> bool:
+        return (
+            alloc.origin_node == self.config.local_node
+            and not any(p.extends == alloc.prefix for p in self.pending)
+            and not any(s.extends == alloc.prefix for s in self.scheduled)
+            and bool(self._usable_of(alloc, self._now))
+        )
+
+    def _renewal_due(self, alloc: Allocation) -> bool:
+        return (
+            self._may_renew(alloc)
+            and self._now >= self._renew_at(alloc)
+            and self._now >= alloc.renew_retry_at
+        )
+
+    def _schedule_renewal(self, alloc: Allocation) -> None:
+        if any(s.extends == alloc.prefix for s in self.scheduled):
+            return
+        self.scheduled.append(
+            ScheduledClaim(
+                at=self._claim_time(),
+                kind=alloc.kind,
+                size=alloc.prefix.num_addresses,
+                lifetime=_u32(self.config.claim_lifetime),
+                purpose="renew",
+                prefix=alloc.prefix,
+                extends=alloc.prefix,
+            )
+        )
+
+    # --- propagation ---------------------------------------------------------------------
+
+    def _originate(self, claim: Claim, *, parent: DomainId | None, clash: bool = False) -> None:
+        entry = CacheEntry(claim, None, parent, clash=clash)
+        if self.cache.add(entry):
+            self._propagate(entry, exclude=None)
+
+    def _propagate(self, entry: CacheEntry, *, exclude: str | None) -> None:
+        # Rol on the wire is the updated role: what the origin is to us (§7.3, §11.1).
+        for neighbor in self._audience_of(entry, exclude=exclude):
+            self._outbox.setdefault(neighbor.key, []).append(entry.claim)
+
+    def _audience_of(self, entry: CacheEntry, *, exclude: str | None) -> list[Neighbor]:
+        c = entry.claim
+        who: Audience = audience(
+            c.type,
+            c.origin_role,
+            hint=is_hint(c),
+            origin_domain=c.origin_domain,
+            denied=entry.denied,
+        )
+        out = []
+        for n in self.neighbors.values():
+            if n.key == exclude:
+                continue
+            if any(covers(z, c.prefix) for z in n.scope_boundary):
+                # §4.5: a message of a scope (its prefix inside the zone's range) does not
+                # cross that zone's boundary; one of an enclosing scope still does.
+                continue
+            if n.role is Role.INTERNAL:
+                ok = who.internal
+            elif n.role is Role.PARENT:
+                ok = who.all_parents or (
+                    who.parent_nodes and entry.parent is not None and n.domain == entry.parent
+                )
+            elif n.role is Role.SIBLING:
+                ok = who.siblings and entry.parent is not None and n.session_parent == entry.parent
+            else:
+                ok = who.children and (who.children_of is None or n.domain == who.children_of)
+            if ok:
+                out.append(n)
+        return out
+
+    # --- derived sets ----------------------------------------------------------------------
+
+    def _update_leaf_mode(self) -> None:
+        """§12.2: non-leaf while any UPDATE originated by a child is cached."""
+        local = self.config.local_domain
+        non_leaf = any(
+            e.claim.origin_role is Role.CHILD and e.claim.origin_domain != local
+            for e in self.cache.live(self._now)
+        )
+        if non_leaf != self.non_leaf:
+            self.non_leaf = non_leaf
+            self._events.append(LeafModeChanged(non_leaf))
+
+    def _withdrawn_ranges(self, kind: SpaceKind, now: float) -> list[Prefix]:
+        role = Role.INTERNAL if kind is DOMAIN else Role.CHILD
+        return [
+            e.claim.prefix
+            for e in self.cache.live(now)
+            if e.claim.type is ClaimType.WITHDRAW
+            and e.claim.origin_role is role
+            and e.claim.origin_domain == self.config.local_domain
+            and any(overlaps(e.claim.prefix, a) for a in self._held_prefixes(kind))
+        ]
+
+    def _usable_of(self, alloc: Allocation, now: float) -> list[Prefix]:
+        return subtract([alloc.prefix], self._withdrawn_ranges(alloc.kind, now))
+
+    def _usable(self, kind: SpaceKind, now: float) -> list[Prefix]:
+        held = [a.prefix for a in self.allocations.values() if a.kind is kind and a.expires > now]
+        return subtract(held, self._withdrawn_ranges(kind, now))
+
+    def _grib_set(self, now: float) -> list[Prefix]:
+        """§5.1 d), §4.2, §11.7.3: the DOMAIN prefixes minus withdrawn ranges, except a
+        clash WITHDRAW of a sub-range held shorter than the prefix (§11.7.3 special case)."""
+        pieces: list[Prefix] = []
+        withdraws = [
+            e
+            for e in self.cache.live(now)
+            if e.claim.type is ClaimType.WITHDRAW
+            and e.claim.origin_role is Role.INTERNAL
+            and e.claim.origin_domain == self.config.local_domain
+        ]
+        for alloc in self.allocations.values():
+            if alloc.kind is not DOMAIN or alloc.expires <= now:
+                continue
+            cuts = [
+                w.claim.prefix
+                for w in withdraws
+                if overlaps(w.claim.prefix, alloc.prefix)
+                and not (
+                    w.clash
+                    and covers(alloc.prefix, w.claim.prefix)
+                    and w.claim.prefix != alloc.prefix
+                    and w.claim.holdtime < alloc.lifetime
+                )
+            ]
+            pieces += subtract([alloc.prefix], cuts)
+        return collapse(pieces)
+
+
+_HANDLERS: Final = {
+    ClaimType.PREFIX_IN_USE: ClaimEngine._on_prefix_in_use,
+    ClaimType.CLAIM_DENIED: ClaimEngine._on_claim_denied,
+    ClaimType.CLAIM_TO_EXPAND: ClaimEngine._on_claim,
+    ClaimType.NEW_CLAIM: ClaimEngine._on_claim,
+    ClaimType.PREFIX_MANAGED: ClaimEngine._on_prefix_managed,
+    ClaimType.WITHDRAW: ClaimEngine._on_withdraw,
+}
+
+
+def _pack(claims: Iterable[Claim]) -> Iterator[Update]:
+    """UPDATEs of at most MAX_MESSAGE_LENGTH octets, each claim once, order kept."""
+    seen: set[Claim] = set()
+    batch: list[Claim] = []
+    room = _UPDATE_ROOM
+    for claim in claims:
+        if claim in seen:
+            continue
+        seen.add(claim)
+        size = len(encode_claim(claim))
+        if batch and size > room:
+            yield Update(tuple(batch))
+            batch, room = [], _UPDATE_ROOM
+        batch.append(claim)
+        room -= size
+    if batch:
+        yield Update(tuple(batch))
