@@ -39,3 +39,25 @@ def test_demo_brings_up_all_17_sessions_and_shuts_down_cleanly() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"all {len(LINKS)} sessions of Figure 1 are Established" in result.stdout
     assert "exited with status [0]" in result.stdout
+
+
+@pytest.mark.processes
+def test_demo_every_domain_of_figure_1_claims_space_nested_in_its_parents() -> None:
+    """README command 1 shows claim-collide at work: every domain ends up holding a prefix,
+    each inside one of its parents' (RFC 2909 §4, §5.1)."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "masc", "demo", "--duration", "90", "--until-claimed",
+            "--port", "12589",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "NEW_CLAIM" in out and "allocated" in out
+    assert "MISSING" not in out
+    for domain, (domain_id, _parents) in DOMAINS.items():
+        line = next(x for x in out.splitlines() if x.strip().startswith(f"{domain} ({domain_id})"))
+        assert "239.192." in line and line.rstrip().endswith("ok"), line
