@@ -389,6 +389,7 @@ class ClaimEngine:
         """§5.2: extend the lifetime of an allocated prefix with CLAIM_TO_EXPAND."""
         self._begin(now)
         alloc = self._own(prefix)
+        self._refuse_withdrawn(alloc)
         self._schedule_renewal(alloc)
         return self._finish()
 
@@ -396,6 +397,7 @@ class ClaimEngine:
         """§5.3: claim the prefix twice the size of ``prefix`` that contains it."""
         self._begin(now)
         alloc = self._own(prefix)
+        self._refuse_withdrawn(alloc)
         if prefix.prefixlen == 0:
             raise RequestRefused(f"{prefix} cannot be expanded")
         larger = prefix.supernet()
@@ -545,12 +547,33 @@ class ClaimEngine:
         # §11.1: an expired claim is silently dropped.
         if claim.timestamp + claim.holdtime <= now:
             return
-        self._check_sanity(claim)
         stored = replace(claim, origin_role=role)
         if stored in self.cache:
-            return  # §11.1 duplicate
+            # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
+            # another path must not earn its sender a NOTIFICATION the first copy did not.
+            return
+        self._check_sanity(claim)
         handler = _HANDLERS[claim.type]
-        entry = handler(self, nb, stored)
+        try:
+            entry = handler(self, nb, stored)
+        except _Refuse as refusal:
+            if (
+                refusal.subcode is Sub.NO_APPROPRIATE_INTERNAL_PREFIX
+                and claim.origin_domain == cfg.local_domain
+                and nb.role not in cfg.policy.restore_from
+            ):
+                # §14: we drop our own UPDATEs from relations we do not trust
+                # (Policy.restore_from), so we may not know the prefix this one is about;
+                # that is no fault of the sibling or child that relayed it.
+                self._events.append(
+                    PolicyNotice(
+                        "restore_ignored",
+                        f"ignored our own {claim.type.name} {claim.prefix} from a "
+                        f"{nb.role.name} (§14)",
+                    )
+                )
+                return
+            raise
         if entry is None:
             return
         if self.cache.add(entry):
@@ -688,6 +711,8 @@ class ClaimEngine:
         if role is Role.CHILD:  # §11.7.1
             if not self._withdraw_matches(claim, Role.CHILD):
                 raise _Refuse(Sub.NO_APPROPRIATE_CHILD_PREFIX, "withdraws nothing the child holds")
+            if claim.origin_domain == local:
+                self._drop_released(claim)  # our own LOCAL space, released by another node
             return CacheEntry(claim, nb.key, local)
         if role is Role.SIBLING:  # §11.7.2
             if not self._withdraw_matches(claim, Role.SIBLING):
@@ -703,9 +728,11 @@ class ClaimEngine:
             alloc = next(
                 (a for a in self.allocations.values() if overlaps(a.prefix, claim.prefix)), None
             )
-            return CacheEntry(
+            entry = CacheEntry(
                 claim, nb.key, alloc.parent if alloc else self._associate(claim.prefix)
             )
+            self._drop_released(claim)
+            return entry
         # PARENT, §11.7.4
         parent = self._associate(claim.prefix, parent_origin=claim.origin_domain)
         if parent is None:
@@ -729,9 +756,34 @@ class ClaimEngine:
                     ),
                     parent=alloc.parent,
                 )
+        # A claim of ours still waiting inside the withdrawn range can no longer become
+        # ours: the parent does not manage that space any more (§11.7.4; §11.4.3 would
+        # refuse it).  Stop its Claim-Timer and let _plan choose elsewhere (§5.1 c).
+        for pending in [
+            p
+            for p in self.pending
+            if p.kind is DOMAIN and p.parent == parent and overlaps(p.claim.prefix, claim.prefix)
+        ]:
+            self.pending.remove(pending)
+            self._events.append(
+                ClaimCancelled(pending.claim.prefix, DOMAIN, "the parent withdrew the space")
+            )
+            self._blocked_until[DOMAIN] = 0.0
         return None  # already cached and propagated
 
     # --- §11 helpers ---------------------------------------------------------------------
+
+    def _drop_released(self, withdraw: Claim) -> None:
+        """§5.4: another node of our domain released a prefix.  Its WITHDRAW repeats the
+        PREFIX_IN_USE's prefix, timestamp and lifetime (a clash WITHDRAW carries the
+        winner's); the prefix is then no longer the domain's, here either."""
+        kind = DOMAIN if withdraw.origin_role is Role.INTERNAL else LOCAL
+        alloc = self.allocations.get((kind, withdraw.prefix))
+        if alloc is not None and (alloc.timestamp, alloc.lifetime) == (
+            withdraw.timestamp,
+            withdraw.lifetime,
+        ):
+            self._drop_allocation(alloc, "released")
 
     def _require_parent(self, claim: Claim) -> DomainId:
         parent = self._associate(claim.prefix)
@@ -813,7 +865,22 @@ class ClaimEngine:
             return None
         parent = self._associate(claim.prefix)
         self._adopt(claim, DOMAIN, parent)
+        self._reapply_parent_withdraws(nb, claim.prefix)
         return CacheEntry(claim, nb.key, parent)
+
+    def _reapply_parent_withdraws(self, nb: Neighbor, prefix: Prefix) -> None:
+        """§14 with §11.7.4: after a restart a parent's WITHDRAW arrives before our own
+        PREFIX_IN_USE (§11.8.1 order), when we hold nothing to withdraw yet.  Once the
+        prefix is re-learned, withdraw its part in the parent's withdrawn space."""
+        for entry in list(self.cache.live(self._now)):
+            w = entry.claim
+            if (
+                w.type is ClaimType.WITHDRAW
+                and w.origin_role is Role.PARENT
+                and overlaps(w.prefix, prefix)
+                and self._associate(w.prefix, parent_origin=w.origin_domain) is not None
+            ):
+                self._on_withdraw(nb, w)  # cached already: only the §11.7.4 WITHDRAWs
 
     def _restorable(self, nb: Neighbor, claim: Claim) -> bool:
         """§14: after a reboot our own UPDATEs come back; adopt unknown ones only from the
@@ -862,12 +929,21 @@ class ClaimEngine:
                     claim.prefix, kind, alloc.expires, int(alloc.origin_node), "learned"
                 )
             )
+            if kind is DOMAIN and claim.type is ClaimType.PREFIX_MANAGED:
+                # §14: re-learned from a PREFIX_MANAGED that a child or internal peer kept;
+                # our parent and siblings may have lost our PREFIX_IN_USE with a restart of
+                # their own, and would claim the prefix as free.  Say it again.
+                self._originate(
+                    alloc.announcement(ClaimType.PREFIX_IN_USE, self.config.local_domain),
+                    parent=parent,
+                )
             # A pending claim of ours for the same prefix was won by another of our nodes.
             for pending in [p for p in self.pending if p.claim.prefix == claim.prefix]:
                 if pending.purpose == "new":
                     self.pending.remove(pending)
         elif claim.timestamp + claim.lifetime > alloc.expires:
-            alloc.lifetime = claim.timestamp + claim.lifetime - alloc.timestamp
+            # A renewal by another of our nodes (§5.2): take its timestamp and lifetime.
+            alloc.timestamp, alloc.lifetime = claim.timestamp, claim.lifetime
         if alloc.parent is None and parent is not None:
             alloc.parent = parent
 
@@ -906,7 +982,9 @@ class ClaimEngine:
         for alloc in list(self.allocations.values()):
             if alloc.kind is not kind or not overlaps(alloc.prefix, claim.prefix):
                 continue
-            if not wins(claim, alloc.announcement(ClaimType.PREFIX_IN_USE, local)):
+            if not wins(
+                claim, alloc.announcement(ClaimType.PREFIX_IN_USE, local)
+            ) and not self._yielded_to(claim):
                 continue  # we win: nothing to do, the other side withdraws
             manual = self.config.policy.clash_resolution is ClashResolution.MANUAL
             if any(c.local == alloc.prefix and c.winner == claim for c in self.clashes.values()):
@@ -917,6 +995,31 @@ class ClaimEngine:
             if not manual:
                 self._withdraw_for_clash(alloc, claim)
                 clash.state = "withdrawn"
+
+    def _yielded_to(self, claim: Claim) -> bool:
+        """We already withdrew part of ``claim``'s range after losing a clash to its domain
+        (a live WITHDRAW of ours matching a live PREFIX_IN_USE of that domain, §12.4).
+
+        The winner's renewal announces a later timestamp (see _claim_timer_expired), which
+        would now lose to our older one; by then we have stopped using the range, and
+        comparing afresh would let us take it back when our WITHDRAW times out while the
+        winner still holds it.  So we keep yielding: the renewed PREFIX_IN_USE gets a new
+        WITHDRAW, held as long as it is."""
+        live = list(self.cache.live(self._now))
+        local = self.config.local_domain
+        ours = {
+            (e.claim.timestamp, e.claim.prefix)
+            for e in live
+            if e.claim.type is ClaimType.WITHDRAW
+            and e.claim.origin_domain == local
+            and overlaps(e.claim.prefix, claim.prefix)
+        }
+        return any(
+            e.claim.type is ClaimType.PREFIX_IN_USE
+            and e.claim.origin_domain == claim.origin_domain
+            and (e.claim.timestamp, e.claim.prefix) in ours
+            for e in live
+        )
 
     def _withdraw_for_clash(self, alloc: Allocation, winner: Claim) -> None:
         """§12.4: WITHDRAW with Role INTERNAL, our origin ids, and the winner's timestamp,
@@ -1208,17 +1311,29 @@ class ClaimEngine:
                 and not self._released(e)
             ):
                 taken.append(c.prefix)
+        # Our own live WITHDRAWs (§5.4 release, §12.4 clash) would cut a new allocation of
+        # the same range at once (§11.7.3): we do not claim it again until they time out.
+        own = Role.INTERNAL if kind is DOMAIN else Role.CHILD
+        taken += [
+            e.claim.prefix
+            for e in self.cache.live(now)
+            if e.claim.type is ClaimType.WITHDRAW
+            and e.claim.origin_role is own
+            and e.claim.origin_domain == self.config.local_domain
+        ]
         return [p for p in taken if p != ignore]
 
     def _released(self, entry: CacheEntry) -> bool:
-        """A claim its domain gave back with a WITHDRAW of the same prefix and timestamp."""
+        """A claim its domain gave back with a WITHDRAW of the same prefix, sent at or after
+        the claim's timestamp (a renewed prefix is announced again with the renewal's
+        timestamp, and its release withdraws the older announcements too)."""
         c = entry.claim
         return (
             any(
                 w.claim.type is ClaimType.WITHDRAW
                 and w.claim.origin_domain == c.origin_domain
                 and w.claim.prefix == c.prefix
-                and w.claim.timestamp == c.timestamp
+                and w.claim.timestamp >= c.timestamp
                 for w in self.cache.live(self._now)
             )
             if c.type is not ClaimType.WITHDRAW
@@ -1361,7 +1476,12 @@ class ClaimEngine:
             alloc = self.allocations.get((kind, pending.extends))
             if alloc is None:
                 return
-            alloc.lifetime = max(alloc.lifetime, end - alloc.timestamp)
+            if end > alloc.expires:
+                # §7.3: Lifetime and Holdtime count from the Claim Timestamp.  The renewed
+                # PREFIX_IN_USE carries the renewal's timestamp, so its holdtime stays one
+                # lifetime instead of growing with every renewal past what peers accept
+                # (§8.3 Claim Holdtime Too Long; docs/conformance.md).
+                alloc.timestamp, alloc.lifetime = claim.timestamp, claim.lifetime
         else:
             alloc = Allocation(
                 prefix=claim.prefix,
@@ -1394,6 +1514,28 @@ class ClaimEngine:
             self._originate(
                 alloc.announcement(ClaimType.PREFIX_MANAGED, local), parent=alloc.parent
             )
+        # §12.4 both ways: the clash check runs when a PREFIX_IN_USE arrives, against our
+        # announcement of then.  Ours just changed (new, renewed, expanded prefix), so a
+        # PREFIX_IN_USE we already hold may win over it now: compare again.
+        role = Role.SIBLING if alloc.kind is DOMAIN else Role.CHILD
+        live = [e.claim for e in self.cache.live(self._now)]
+        for c in live:
+            if not (
+                c.type is ClaimType.PREFIX_IN_USE
+                and c.origin_role is role
+                and c.origin_domain != local
+                and overlaps(c.prefix, alloc.prefix)
+            ):
+                continue
+            inside = c.prefix if covers(alloc.prefix, c.prefix) else alloc.prefix
+            if any(
+                w.type is ClaimType.WITHDRAW
+                and w.origin_domain == c.origin_domain
+                and covers(w.prefix, inside)
+                for w in live
+            ):
+                continue  # released (§5.4) or lost in a clash (§12.4): no longer theirs
+            self._check_clash(c, alloc.kind)
 
     def _drop_allocation(self, alloc: Allocation, reason: str, *, quiet_grib: bool = False) -> None:
         self.allocations.pop((alloc.kind, alloc.prefix), None)
@@ -1406,6 +1548,12 @@ class ClaimEngine:
             self.scheduled.remove(scheduled)
         self._events.append(PrefixGone(alloc.prefix, alloc.kind, reason))
 
+    def _refuse_withdrawn(self, alloc: Allocation) -> None:
+        """A prefix withdrawn whole (§11.7, §12.4) is not ours to renew or expand: a
+        renewal is sent without checking who else holds the space."""
+        if not self._usable_of(alloc, self._now):
+            raise RequestRefused(f"{alloc.prefix} is withdrawn")
+
     def _own(self, prefix: Prefix) -> Allocation:
         for kind in (DOMAIN, LOCAL):
             alloc = self.allocations.get((kind, prefix))
@@ -1416,11 +1564,14 @@ class ClaimEngine:
     # --- renewal (§4.2, §5.2) ------------------------------------------------------------
 
     def _renew_at(self, alloc: Allocation) -> float:
-        """Start renewing early enough that the claim delay and Claim-Timer end before
-        expiry, with one more waiting period to spare where the lifetime allows."""
+        """Start renewing at half the lifetime (at the latest when the claim delay and the
+        Claim-Timer still end before expiry).  A child's lifetime is capped at its parent's
+        (§11.4.3), so it can be extended only after the parent's own renewal: half a
+        lifetime leaves room for a chain of them down the hierarchy, where one spare
+        waiting period per prefix did not."""
         cfg = self.config
         least = cfg.waiting_period + cfg.initiate_claim_delay
-        lead = max(least, min(alloc.lifetime / 2, least + cfg.waiting_period))
+        lead = max(least, alloc.lifetime / 2)
         return alloc.expires - lead
 
     def _may_renew(self, alloc: Allocation) -> bool:
@@ -1510,12 +1661,15 @@ class ClaimEngine:
             self._events.append(LeafModeChanged(non_leaf))
 
     def _withdrawn_ranges(self, kind: SpaceKind, now: float) -> list[Prefix]:
-        role = Role.INTERNAL if kind is DOMAIN else Role.CHILD
+        """Our domain's live WITHDRAWs over ``kind`` space.  LOCAL space lies inside the
+        DOMAIN space, so a WITHDRAW of DOMAIN space cuts it too (§11.7.3: "stop advertising
+        the WITHDRAW range to the MAASs")."""
+        roles = {Role.INTERNAL} if kind is DOMAIN else {Role.INTERNAL, Role.CHILD}
         return [
             e.claim.prefix
             for e in self.cache.live(now)
             if e.claim.type is ClaimType.WITHDRAW
-            and e.claim.origin_role is role
+            and e.claim.origin_role in roles
             and e.claim.origin_domain == self.config.local_domain
             and any(overlaps(e.claim.prefix, a) for a in self._held_prefixes(kind))
         ]

@@ -1,0 +1,205 @@
+"""The claim cache and the claim comparison function (RFC 2909 §5.1.1, §11.1, §12.3)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv6Network
+from typing import Any
+
+import pytest
+
+from masc.protocol.claims import (
+    COMPARABLE,
+    CacheEntry,
+    ClaimCache,
+    identity,
+    is_hint,
+    precedence,
+    wins,
+)
+from masc.protocol.constants import ClaimType, Role
+from masc.protocol.wire.messages import Claim, DomainId, NodeId, OptionalParameter
+from tests.protocol.engine_helpers import T0, claim, net4
+
+GRACE = 3_600.0
+
+
+def _claim(t: ClaimType = ClaimType.NEW_CLAIM, **kw: Any) -> Claim:
+    fields: dict[str, Any] = {"domain": 21, "node": 0x15000001, "ts": T0}
+    fields.update(kw)
+    prefix = fields.pop("prefix", "239.192.0.0/24")
+    return claim(t, Role.SIBLING, prefix, **fields)
+
+
+# --- §5.1.1 ---------------------------------------------------------------------------------
+
+ORDER = [
+    ClaimType.PREFIX_IN_USE,
+    ClaimType.CLAIM_DENIED,
+    ClaimType.CLAIM_TO_EXPAND,
+    ClaimType.NEW_CLAIM,
+]
+
+
+@pytest.mark.parametrize("stronger", range(len(ORDER)))
+def test_s5_1_1_type_precedence_beats_timestamp_and_node(stronger: int) -> None:
+    """PREFIX_IN_USE > CLAIM_DENIED > CLAIM_TO_EXPAND > NEW_CLAIM, whatever the rest."""
+    for weaker in ORDER[stronger + 1 :]:
+        a = _claim(ORDER[stronger], ts=T0 + 1000, node=0xFFFFFFFF)
+        b = _claim(weaker, ts=T0, node=1)
+        assert wins(a, b)
+        assert not wins(b, a)
+
+
+def test_s5_1_1_earlier_timestamp_wins() -> None:
+    early, late = _claim(ts=T0, node=9), _claim(ts=T0 + 1, node=1)
+    assert wins(early, late)
+    assert not wins(late, early)
+
+
+def test_s5_1_1_same_timestamp_smallest_origin_node_wins() -> None:
+    small, big = _claim(node=1), _claim(node=2)
+    assert wins(small, big)
+    assert not wins(big, small)
+
+
+def test_s5_1_1_a_claim_does_not_beat_itself() -> None:
+    c = _claim()
+    assert not wins(c, c)
+
+
+def test_s5_1_1_prefix_managed_and_withdraw_are_not_compared() -> None:
+    assert ClaimType.PREFIX_MANAGED not in COMPARABLE
+    assert ClaimType.WITHDRAW not in COMPARABLE
+    assert set(COMPARABLE) == set(ORDER)
+
+
+def test_s5_1_1_precedence_is_type_then_timestamp_then_node() -> None:
+    c = _claim(ClaimType.CLAIM_TO_EXPAND, ts=T0 + 5, node=7)
+    assert precedence(c) == (int(ClaimType.CLAIM_TO_EXPAND), int(T0) + 5, 7)
+
+
+# --- §11.5 hints ----------------------------------------------------------------------------
+
+
+def test_s11_5_new_claim_with_address_zero_is_a_hint() -> None:
+    assert is_hint(_claim(prefix="0.0.0.0/24"))
+    assert is_hint(_claim(prefix=IPv6Network("::/120")))
+
+
+@pytest.mark.parametrize("t", [t for t in ClaimType if t is not ClaimType.NEW_CLAIM])
+def test_s11_5_only_a_new_claim_is_a_hint(t: ClaimType) -> None:
+    assert not is_hint(_claim(t, prefix="0.0.0.0/24"))
+
+
+def test_s11_5_a_claim_for_real_space_is_not_a_hint() -> None:
+    assert not is_hint(_claim())
+
+
+# --- §11.1 duplicates -----------------------------------------------------------------------
+
+BASE = _claim(ClaimType.PREFIX_IN_USE, lifetime=10_000)
+
+# Each field §11.1 lists, changed on its own: the attribute is no longer a duplicate.
+CHANGED = {
+    "Role": replace(BASE, origin_role=Role.CHILD),
+    "D-bit": replace(BASE, deprecated=True),
+    "Type": replace(BASE, type=ClaimType.NEW_CLAIM),
+    "AddrFam": replace(BASE, prefix=IPv6Network("ff3e::/120")),
+    "Claim Timestamp": replace(BASE, timestamp=BASE.timestamp + 1),
+    "Claim Lifetime": replace(BASE, lifetime=BASE.lifetime + 1),
+    "Claim Holdtime": replace(BASE, holdtime=BASE.holdtime + 1),
+    "Origin Domain Identifier": replace(BASE, origin_domain=DomainId(22)),
+    "Origin Node Identifier": replace(BASE, origin_node=NodeId(2)),
+    "Address": replace(BASE, prefix=net4("239.192.1.0/24")),
+    "Mask": replace(BASE, prefix=net4("239.192.0.0/23")),
+}
+
+
+def test_s11_1_identical_update_is_a_duplicate() -> None:
+    cache = ClaimCache(GRACE)
+    assert cache.add(CacheEntry(BASE, "s", None))
+    assert not cache.add(CacheEntry(replace(BASE), "other", None))
+    assert len(cache) == 1
+    assert BASE in cache
+
+
+def test_s11_1_optional_parameters_are_not_compared() -> None:
+    """§11.1 lists the fields compared; optional parameters are not among them."""
+    cache = ClaimCache(GRACE)
+    cache.add(CacheEntry(BASE, "s", None))
+    other = replace(BASE, parameters=(OptionalParameter(200, b"x"),))
+    assert not cache.add(CacheEntry(other, "s", None))
+
+
+@pytest.mark.parametrize("field", list(CHANGED))
+def test_s11_1_a_difference_in_any_listed_field_is_not_a_duplicate(field: str) -> None:
+    cache = ClaimCache(GRACE)
+    cache.add(CacheEntry(BASE, "s", None))
+    assert identity(CHANGED[field]) != identity(BASE)
+    assert cache.add(CacheEntry(CHANGED[field], "s", None))
+    assert len(cache) == 2
+
+
+def test_cache_get_and_discard() -> None:
+    cache = ClaimCache(GRACE)
+    entry = CacheEntry(BASE, "s", DomainId(10))
+    cache.add(entry)
+    assert cache.get(replace(BASE)) is entry
+    cache.discard(BASE)
+    assert cache.get(BASE) is None
+    assert len(cache) == 0
+
+
+# --- §11.1 expiry and the §12.3 grace -------------------------------------------------------
+
+HOLD = 1_000
+
+
+def _entry(ts: float = T0) -> CacheEntry:
+    return CacheEntry(_claim(ClaimType.PREFIX_IN_USE, ts=ts, lifetime=HOLD), "s", None)
+
+
+def test_s11_1_claim_expires_when_timestamp_plus_holdtime_reaches_now() -> None:
+    entry = _entry()
+    assert entry.expires == int(T0) + HOLD
+    assert entry.live(T0 + HOLD - 1)
+    assert not entry.live(T0 + HOLD)  # Timestamp + Claim Holdtime <= CurrentTime
+
+
+def test_s12_3_expired_entry_still_holds_its_space_during_the_grace() -> None:
+    cache = ClaimCache(GRACE)
+    cache.add(_entry())
+    at = T0 + HOLD + GRACE - 1
+    assert list(cache.live(at)) == []
+    assert len(list(cache.held(at))) == 1
+    assert cache.purge(at) == []
+    assert len(cache) == 1
+
+
+def test_s12_3_entry_is_purged_after_holdtime_plus_grace() -> None:
+    cache = ClaimCache(GRACE)
+    entry = _entry()
+    cache.add(entry)
+    assert cache.next_purge() == entry.expires + GRACE
+    assert cache.purge(T0 + HOLD + GRACE) == [entry]
+    assert len(cache) == 0
+    assert list(cache.held(T0 + HOLD + GRACE)) == []
+    assert cache.next_purge() is None
+
+
+def test_s12_3_purge_keeps_younger_entries() -> None:
+    cache = ClaimCache(GRACE)
+    old, young = _entry(T0), _entry(T0 + 10_000)
+    cache.add(old)
+    cache.add(young)
+    assert cache.next_purge() == old.expires + GRACE
+    assert cache.purge(old.expires + GRACE) == [old]
+    assert list(cache) == [young]
+
+
+def test_s11_1_a_purged_claim_is_no_longer_a_duplicate() -> None:
+    cache = ClaimCache(0.0)
+    cache.add(_entry())
+    cache.purge(T0 + HOLD)
+    assert cache.add(_entry())

@@ -1,0 +1,164 @@
+"""Address-set arithmetic on prefixes (RFC 2909 §4.1, §5.1, §17.1.1)."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv6Network
+
+import pytest
+
+from masc.protocol.space import (
+    choose_free,
+    collapse,
+    covers,
+    intersection,
+    overlaps,
+    prefix_length_for,
+    subtract,
+)
+from masc.protocol.wire.messages import Prefix
+from tests.protocol.engine_helpers import net4
+
+
+def nets(*texts: str) -> list[Prefix]:
+    return [net4(t) for t in texts]
+
+
+class FirstChoice:
+    """An rng that always takes the first candidate (and records how many there were)."""
+
+    def __init__(self) -> None:
+        self.spans: list[int] = []
+
+    def random(self) -> float:
+        return 0.5
+
+    def randrange(self, start: int, stop: int, /) -> int:
+        self.spans.append(stop - start)
+        return start
+
+
+class LastChoice(FirstChoice):
+    def randrange(self, start: int, stop: int, /) -> int:
+        self.spans.append(stop - start)
+        return stop - 1
+
+
+# --- covers / overlaps / intersection --------------------------------------------------------
+
+
+def test_covers_is_inclusive_and_directional() -> None:
+    big, small = net4("239.192.0.0/16"), net4("239.192.4.0/24")
+    assert covers(big, small)
+    assert covers(big, big)
+    assert not covers(small, big)
+    assert not covers(big, net4("239.193.0.0/24"))
+
+
+def test_covers_never_across_families() -> None:
+    assert not covers(IPv6Network("::/0"), net4("239.0.0.0/8"))
+    assert not overlaps(IPv6Network("::/0"), net4("239.0.0.0/8"))
+
+
+def test_overlaps_either_way_but_not_neighbours() -> None:
+    a, b = net4("239.192.0.0/23"), net4("239.192.1.0/24")
+    assert overlaps(a, b)
+    assert overlaps(b, a)
+    assert not overlaps(net4("239.192.0.0/24"), net4("239.192.1.0/24"))
+
+
+def test_intersection_is_the_longer_prefix_or_none() -> None:
+    a, b = net4("239.192.0.0/23"), net4("239.192.1.0/24")
+    assert intersection(a, b) == b
+    assert intersection(b, a) == b
+    assert intersection(net4("239.192.0.0/24"), b) is None
+
+
+# --- collapse / subtract -----------------------------------------------------------------------
+
+
+def test_collapse_merges_adjacent_and_covered_prefixes() -> None:
+    got = collapse(nets("239.192.1.0/24", "239.192.0.0/24", "239.192.0.128/25"))
+    assert got == nets("239.192.0.0/23")
+
+
+def test_collapse_keeps_families_apart() -> None:
+    v6 = IPv6Network("ff3e::/120")
+    assert collapse([v6, net4("239.192.0.0/24")]) == [net4("239.192.0.0/24"), v6]
+
+
+def test_subtract_a_hole_in_the_middle() -> None:
+    got = subtract(nets("239.192.0.0/22"), nets("239.192.1.0/24"))
+    assert got == nets("239.192.0.0/24", "239.192.2.0/23")
+
+
+def test_subtract_everything_leaves_nothing() -> None:
+    assert subtract(nets("239.192.0.0/24"), nets("239.192.0.0/16")) == []
+
+
+def test_subtract_disjoint_leaves_the_space() -> None:
+    assert subtract(nets("239.192.0.0/24"), nets("239.193.0.0/24")) == nets("239.192.0.0/24")
+
+
+def test_subtract_several_cuts_from_several_pieces_is_sorted_and_disjoint() -> None:
+    got = subtract(
+        nets("239.192.2.0/23", "239.192.0.0/23"),
+        nets("239.192.0.0/25", "239.192.3.0/24", "239.192.3.0/25"),
+    )
+    assert got == nets("239.192.0.128/25", "239.192.1.0/24", "239.192.2.0/24")
+    assert collapse(got) == nets("239.192.0.128/25", "239.192.1.0/24", "239.192.2.0/24")
+
+
+# --- prefix_length_for / choose_free -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "length"), [(0, 32), (1, 32), (2, 31), (3, 30), (256, 24), (257, 23)]
+)
+def test_prefix_length_for_rounds_up_to_a_power_of_two(size: int, length: int) -> None:
+    assert prefix_length_for(size, 32) == length
+
+
+def test_choose_free_returns_an_aligned_block_of_the_size() -> None:
+    got = choose_free(nets("239.192.0.0/16"), [], 256, FirstChoice())
+    assert got == net4("239.192.0.0/24")
+
+
+def test_choose_free_avoids_occupied_space() -> None:
+    got = choose_free(nets("239.192.0.0/23"), nets("239.192.0.0/24"), 256, FirstChoice())
+    assert got == net4("239.192.1.0/24")
+
+
+def test_choose_free_best_fit_keeps_the_large_free_block_whole() -> None:
+    """Carved from the smallest free prefix that can hold it (§17.1.1: expandability)."""
+    space = nets("239.192.0.0/22")
+    occupied = nets("239.192.0.0/24")  # free: 239.192.1.0/24 and 239.192.2.0/23
+    got = choose_free(space, occupied, 256, LastChoice())
+    assert got == net4("239.192.1.0/24")
+
+
+def test_choose_free_draws_at_random_among_equally_small_blocks() -> None:
+    space = nets("239.192.0.0/24", "239.192.2.0/24")
+    rng = LastChoice()
+    assert choose_free(space, [], 256, rng) == net4("239.192.2.0/24")
+    assert rng.spans == [2]
+    assert choose_free(space, [], 256, FirstChoice()) == net4("239.192.0.0/24")
+
+
+def test_choose_free_none_when_full_or_too_small() -> None:
+    assert choose_free(nets("239.192.0.0/24"), nets("239.192.0.0/24"), 1, FirstChoice()) is None
+    assert choose_free(nets("239.192.0.0/25"), [], 256, FirstChoice()) is None
+    assert choose_free([], [], 1, FirstChoice()) is None
+
+
+def test_choose_free_with_a_real_rng_stays_inside_and_free() -> None:
+    rng = random.Random(7)
+    space = nets("239.192.0.0/20")
+    taken: list[Prefix] = []
+    for _ in range(16):
+        got = choose_free(space, taken, 256, rng)
+        assert got is not None
+        assert covers(space[0], got)
+        assert not any(overlaps(got, t) for t in taken)
+        taken.append(got)
+    assert choose_free(space, taken, 1, rng) is None
