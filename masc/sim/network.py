@@ -1,0 +1,560 @@
+"""An in-process MASC network in virtual time (RFC 2909 §4-§5, §10-§12, §14).
+
+Theory of operation
+-------------------
+Each node of a :class:`~masc.sim.topology.Topology` runs exactly what a daemon runs: a
+:class:`~masc.daemon.domain.DomainRunner` owning the node's sans-IO
+:class:`~masc.protocol.engine.ClaimEngine`, and one
+:class:`~masc.daemon.peer.PeerRunner` (with its :class:`~masc.protocol.session.PeerSession`
+FSM) per session.  Only the transport differs: a runner's ``connect`` asks the network for
+an in-memory stream pair (``trio.testing.memory_stream_pair``), hands one end to the
+matching runner of the remote node as an accepted connection and returns the other.  Under
+``trio.testing.MockClock(autojump_threshold=0)`` the clock jumps whenever every task is
+blocked, so days of protocol time (48-hour waiting periods, 30-day lifetimes) pass in
+seconds; the engines read ``EPOCH + trio.current_time()`` as their Unix clock.
+
+Faults act on the transport and on node lifetimes, never on protocol state:
+
+* :meth:`SimNetwork.partition` closes the link's streams (both ends see the connection
+  drop at once, as after a TCP reset) and makes dials fail until :meth:`SimNetwork.heal`;
+* :meth:`SimNetwork.crash` cancels the node's tasks: its engine and sessions are lost and
+  its peers see their connections drop; dials to it fail;
+* :meth:`SimNetwork.restart` starts the node again with a fresh engine and the same
+  configuration.  It re-learns its domain's state from its neighbours (§14); what it
+  trusts is ``Policy.restore_from``.
+
+Sessions start in §12.1 order, as the daemon starts them: PARENT and INTERNAL first, CHILD
+and SIBLING once those are Established or after one ConnectRetry interval.
+
+Reproducibility: a seed fixes each engine's randomness; the faults are whatever the caller
+scripts.  Trio's scheduler orders the tasks that run at one virtual instant at random, so
+two runs with one seed agree on every timer but not necessarily on which of two
+simultaneous messages is handled first; :func:`seed_scheduler` makes that order follow a
+seed too (best effort: task sets ordered by object identity in the daemon's runners can
+still differ between runs).  The protocol must be (and the safety checker checks that it
+is) correct under any such order.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Final
+
+import trio
+import trio.testing
+
+from masc.daemon.domain import DomainRunner
+from masc.daemon.grib import RecordingExporter
+from masc.daemon.peer import PeerRunner, Stream
+from masc.protocol.constants import (
+    HOLDTIME,
+    INITIATE_CLAIM_DELAY,
+    RESTART_BACKOFF_INITIAL,
+    WAITING_PERIOD,
+    AddressFamily,
+    Role,
+)
+from masc.protocol.engine import ClaimEngine, EngineConfig, Neighbor, Policy
+from masc.protocol.events import EngineEvent, SendUpdate, SpaceKind
+from masc.protocol.open_checks import SessionConfig
+from masc.protocol.session import State
+from masc.protocol.space import collapse
+from masc.protocol.wire.messages import Prefix, Update
+from masc.sim.safety import Violation, check_safety
+from masc.sim.topology import LinkSpec, Topology
+
+log = logging.getLogger("masc.sim")
+
+EPOCH: Final = 1_700_000_000.0  # Unix time at virtual time 0 (Nov 2023)
+MINUTE: Final = 60.0
+HOUR: Final = 3_600.0
+DAY: Final = 86_400.0
+_EARLY: Final = (Role.PARENT, Role.INTERNAL)  # §12.1: sessions started first
+
+EngineCall = Callable[[ClaimEngine, float], list[EngineEvent]]
+_MemoryStream = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]
+
+
+def seed_scheduler(seed: int) -> None:
+    """Make trio order the tasks runnable at one instant from ``seed`` (see the module
+    docstring).  This is the hook trio gives Hypothesis and pytest-trio for reproducible
+    runs: a module-level ``random.Random`` plus a flag, both private to trio, so they are
+    looked up defensively and the call does nothing if a trio version drops them."""
+    module = sys.modules.get("trio._core._run")
+    rng = getattr(module, "_r", None)
+    if module is None or not isinstance(rng, random.Random):
+        return
+    setattr(module, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010 (a Final)
+    rng.seed(seed)
+
+
+@dataclass(frozen=True, slots=True)
+class SimTimers:
+    """The timers every node of a simulated network uses.  The defaults are the RFC's
+    (§6: 48-hour waiting period, 10-minute initiate delay; §12.3: 24 hours of clock-skew
+    grace; 30-day lifetimes); :data:`SHORT_TIMERS` makes scenarios quick."""
+
+    waiting_period: float = float(WAITING_PERIOD)
+    initiate_claim_delay: float = float(INITIATE_CLAIM_DELAY)
+    claim_lifetime: float = 30 * DAY
+    clock_skew_grace: float = DAY
+    hold_time: int = 90
+    connect_retry: float = 30.0
+    restart_backoff_initial: float = RESTART_BACKOFF_INITIAL
+    restart_backoff_max: float = HOUR
+
+
+SHORT_TIMERS: Final = SimTimers(
+    waiting_period=600.0,
+    initiate_claim_delay=60.0,
+    claim_lifetime=3 * HOUR,
+    clock_skew_grace=60.0,
+    hold_time=90,
+    connect_retry=10.0,
+    restart_backoff_initial=10.0,
+    restart_backoff_max=120.0,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    """One engine event, when (Unix seconds) and where it happened."""
+
+    time: float
+    node: str
+    event: EngineEvent
+
+
+class _TappedEngine(ClaimEngine):
+    """A ClaimEngine that also reports every event it returns (the shell still carries
+    them out); the simulator's window onto what each node did."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        rng: random.Random,
+        tap: Callable[[list[EngineEvent], float], None],
+    ) -> None:
+        super().__init__(config, rng=rng)
+        self._tap = tap
+
+    def _seen(self, events: list[EngineEvent], now: float) -> list[EngineEvent]:
+        self._tap(events, now)
+        return events
+
+    def start(self, *, now: float) -> list[EngineEvent]:
+        return self._seen(super().start(now=now), now)
+
+    def peer_up(self, neighbor: Neighbor, *, now: float) -> list[EngineEvent]:
+        return self._seen(super().peer_up(neighbor, now=now), now)
+
+    def peer_down(self, key: str, *, now: float) -> list[EngineEvent]:
+        return self._seen(super().peer_down(key, now=now), now)
+
+    def update_received(self, key: str, update: Update, *, now: float) -> list[EngineEvent]:
+        return self._seen(super().update_received(key, update, now=now), now)
+
+    def handle_timer(self, *, now: float) -> list[EngineEvent]:
+        return self._seen(super().handle_timer(now=now), now)
+
+
+@dataclass(slots=True)
+class SimNode:
+    """One running incarnation of a node: what a daemon process would hold."""
+
+    name: str
+    incarnation: int
+    engine: ClaimEngine
+    domain: DomainRunner
+    grib: RecordingExporter
+    runners: dict[int, PeerRunner]  # link index -> the runner of this end of the link
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+    up: bool = False
+
+
+class SimError(Exception):
+    """The simulation was asked for something that does not exist or cannot be done."""
+
+
+class SimNetwork:
+    """Real engines and session FSMs of a whole topology, over in-memory streams.
+
+    Use under a MockClock::
+
+        net = SimNetwork(figure1())
+        async with net.running():
+            await net.advance(8 * DAY)
+            assert net.check_safety() == []
+
+    (``await nursery.start(net.run)`` does the same in a nursery of the caller's.)
+
+    Every node gets ``timers`` and ``policy`` (the engine's default policy if None: a
+    restarted node then re-learns only what parents and internal peers tell it, §14), its
+    domain's ``demand`` as the engine's initial size, and randomness derived from ``seed``,
+    the node and its incarnation.  ``record`` keeps every engine event but the UPDATEs in
+    :attr:`events`.
+    """
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        timers: SimTimers = SimTimers(),
+        policy: Policy | None = None,
+        seed: int = 0,
+        record: bool = True,
+    ) -> None:
+        self.topology = topology
+        self.timers = timers
+        self.policy = policy if policy is not None else Policy()
+        self.seed = seed
+        self.record = record
+        self.events: list[SimEvent] = []  # every engine event but the UPDATEs sent
+        self._nodes: dict[str, SimNode] = {}
+        self._incarnations: dict[str, int] = dict.fromkeys(topology.nodes, 0)
+        self._partitioned: set[int] = set()  # link indexes
+        self._streams: dict[int, list[_MemoryStream]] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def engine_config(self, node: str) -> EngineConfig:
+        """The engine configuration of ``node``: what `masc run` would derive from its
+        config file (main.engine_config)."""
+        topo, t = self.topology, self.timers
+        spec = topo.nodes[node]
+        domain = topo.domains[spec.domain]
+        return EngineConfig(
+            local_domain=domain.domain_id,
+            local_node=spec.node_id,
+            family=AddressFamily.IPV4,
+            parent_domain_ids=topo.parent_ids(domain.name),
+            global_pool=topo.global_pool if domain.is_tld else (),
+            waiting_period=t.waiting_period,
+            initiate_claim_delay=t.initiate_claim_delay,
+            clock_skew_grace=t.clock_skew_grace,
+            claim_lifetime=t.claim_lifetime,
+            initial_size=domain.demand,
+            policy=self.policy,
+        )
+
+    def session_config(self, node: str, index: int) -> SessionConfig:
+        """The session configuration of ``node``'s end of link ``index`` (main.session_config)."""
+        topo, t = self.topology, self.timers
+        link = topo.links[index]
+        peer, role = self._far_end(link, node)
+        domain = topo.domain_of(node)
+        return SessionConfig(
+            local_domain=domain.domain_id,
+            local_node=topo.nodes[node].node_id,
+            family=AddressFamily.IPV4,
+            peer_role=role,
+            peer_domain=topo.domain_of(peer).domain_id,
+            parent_domain_ids=topo.parent_ids(domain.name),
+            session_parent=topo.session_parent_id(link),
+            hold_time=t.hold_time,
+            connect_retry=t.connect_retry,
+            restart_backoff_initial=t.restart_backoff_initial,
+            restart_backoff_max=max(t.restart_backoff_max, t.restart_backoff_initial),
+            open_hold_time=float(max(t.hold_time, HOLDTIME)),
+        )
+
+    @staticmethod
+    def _far_end(link: LinkSpec, node: str) -> tuple[str, Role]:
+        for near, far, role in link.ends():
+            if near == node:
+                return far, role
+        raise SimError(f"{node} is not an end of {link.a}-{link.b}")
+
+    # --- running -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start every node and run until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for name in self.topology.nodes:
+                await nursery.start(self._run_node, self._build(name))
+            task_status.started()
+            await trio.sleep_forever()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[SimNetwork]:
+        """``async with net.running():`` runs the network for the body of the block."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            yield self
+            nursery.cancel_scope.cancel()
+
+    def now(self) -> float:
+        """The engines' clock: Unix seconds."""
+        return EPOCH + trio.current_time()
+
+    async def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass, then wait until every task is idle, so
+        that what is due at the new time has been handled."""
+        await trio.sleep(seconds)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Return once every task is blocked: messages in flight have been handled."""
+        await trio.testing.wait_all_tasks_blocked()
+
+    def _build(self, name: str) -> SimNode:
+        self._incarnations[name] += 1
+        incarnation = self._incarnations[name]
+        rng = random.Random(f"{self.seed}/{name}/{incarnation}")
+
+        def tap(events: list[EngineEvent], now: float) -> None:
+            self._record(name, events, now)
+
+        engine = _TappedEngine(self.engine_config(name), rng=rng, tap=tap)
+        grib = RecordingExporter()
+        domain = DomainRunner(engine, clock=self.now, grib=grib)
+        runners = {}
+        for index, link in self.topology.links_of(name):
+            peer, role = self._far_end(link, name)
+            parent = self.topology.session_parent_id(link)
+            runner = PeerRunner(
+                self.session_config(name, index),
+                address=IPv4Address(self.topology.nodes[peer].node_id),
+                port=0,
+                local_address=None,
+                label=f"{name}->{peer} {role.name.lower()}",
+                key=peer if parent is None else f"{peer}/parent={parent}",
+                connect=self._connector(name, index),
+            )
+            domain.attach(runner)
+            runners[index] = runner
+        return SimNode(name, incarnation, engine, domain, grib, runners)
+
+    async def _run_node(
+        self, node: SimNode, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            with node.scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(node.domain.run)
+                    for runner in node.runners.values():
+                        await nursery.start(runner.run)
+                    self._nodes[node.name] = node
+                    node.up = True
+                    nursery.start_soon(self._start_sessions, node)
+                    task_status.started()
+        finally:
+            node.up = False
+            node.done.set()
+
+    async def _start_sessions(self, node: SimNode) -> None:
+        """§12.1: PARENT and INTERNAL sessions first (the daemon's order)."""
+        early: list[PeerRunner] = []
+        late: list[PeerRunner] = []
+        for index, runner in node.runners.items():
+            _, role = self._far_end(self.topology.links[index], node.name)
+            (early if role in _EARLY else late).append(runner)
+        for runner in early:
+            runner.admin(start=True, reason="start")
+        if early and late:
+            with trio.move_on_after(self.timers.connect_retry):
+                for runner in early:
+                    await runner.established.wait()
+        for runner in late:
+            runner.admin(start=True, reason="start")
+
+    def _connector(self, node: str, index: int) -> Callable[[], Awaitable[Stream]]:
+        link = self.topology.links[index]
+        peer, _ = self._far_end(link, node)
+
+        async def connect() -> Stream:
+            await trio.lowlevel.checkpoint()
+            if index in self._partitioned:
+                raise OSError(errno.ENETUNREACH, f"{node}-{peer} is partitioned")
+            remote = self._nodes.get(peer)
+            if remote is None or not remote.up:
+                raise OSError(errno.ECONNREFUSED, f"{peer} is down")
+            ours, theirs = trio.testing.memory_stream_pair()
+            self._streams.setdefault(index, []).extend((ours, theirs))
+            remote.runners[index].incoming(theirs)
+            return ours
+
+        return connect
+
+    def _record(self, node: str, events: list[EngineEvent], now: float) -> None:
+        if self.record:
+            self.events += [SimEvent(now, node, e) for e in events if not isinstance(e, SendUpdate)]
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def partition(self, a: str, b: str) -> None:
+        """Cut every session between nodes ``a`` and ``b``: connections drop now, dials
+        fail until :meth:`heal`."""
+        log.info("partition %s-%s", a, b, extra={"event": "sim_partition", "nodes": [a, b]})
+        for index in self._links_between(a, b):
+            self._partitioned.add(index)
+            self._abort(index)
+
+    def heal(self, a: str, b: str) -> None:
+        """Undo :meth:`partition`; the sessions come back at their next ConnectRetry."""
+        log.info("heal %s-%s", a, b, extra={"event": "sim_heal", "nodes": [a, b]})
+        for index in self._links_between(a, b):
+            self._partitioned.discard(index)
+
+    def isolate(self, node: str) -> None:
+        """Partition ``node`` from every peer."""
+        for _, link in self.topology.links_of(node):
+            self.partition(link.a, link.b)
+
+    def heal_all(self) -> None:
+        self._partitioned.clear()
+
+    def partitioned(self, a: str, b: str) -> bool:
+        return any(i in self._partitioned for i in self._links_between(a, b))
+
+    def crash(self, node: str) -> None:
+        """Stop ``node`` dead: its tasks are cancelled and its state is lost."""
+        running = self._node(node)
+        log.info("crash %s", node, extra={"event": "sim_crash", "node": node})
+        running.up = False
+        running.scope.cancel()
+        for index, _ in self.topology.links_of(node):
+            self._abort(index)
+
+    async def restart(self, node: str) -> None:
+        """Start a crashed ``node`` again: fresh engine, same configuration (§14)."""
+        old = self._nodes.get(node)
+        if old is not None:
+            if old.up:
+                raise SimError(f"{node} is running; crash it first")
+            await old.done.wait()
+        if self._nursery is None:
+            raise SimError("the network is not running")
+        log.info("restart %s", node, extra={"event": "sim_restart", "node": node})
+        await self._nursery.start(self._run_node, self._build(node))
+
+    def is_up(self, node: str) -> bool:
+        running = self._nodes.get(node)
+        return running is not None and running.up
+
+    def _links_between(self, a: str, b: str) -> list[int]:
+        found = [i for i, link in enumerate(self.topology.links) if link.joins(a, b)]
+        if not found:
+            raise SimError(f"no session between {a} and {b}")
+        return found
+
+    def _abort(self, index: int) -> None:
+        """Close both ends of every stream of the link, as a reset would."""
+        for stream in self._streams.pop(index, []):
+            stream.send_stream.close()
+            stream.receive_stream.close()
+
+    # --- requests --------------------------------------------------------------------------
+
+    async def call(self, node: str, fn: EngineCall) -> None:
+        """Run ``fn(engine, now)`` in ``node``'s engine task, as the control socket does;
+        re-raises what it raised (e.g. RequestRefused)."""
+
+        def recorded(engine: ClaimEngine, now: float) -> list[EngineEvent]:
+            events = fn(engine, now)
+            self._record(node, events, now)
+            return events
+
+        await self._node(node).domain.call(recorded)
+
+    async def claim(
+        self,
+        node: str,
+        size: int = 0,
+        *,
+        prefix: Prefix | None = None,
+        at: float | None = None,
+        lifetime: float | None = None,
+        kind: SpaceKind = SpaceKind.DOMAIN,
+    ) -> None:
+        """§5.1: ``node`` claims ``size`` addresses (or exactly ``prefix``), after the random
+        delay or at Unix time ``at``."""
+
+        def request(engine: ClaimEngine, now: float) -> list[EngineEvent]:
+            return engine.claim(size, now=now, prefix=prefix, at=at, lifetime=lifetime, kind=kind)
+
+        await self.call(node, request)
+
+    async def renew(self, node: str, prefix: Prefix) -> None:
+        """§5.2."""
+        await self.call(node, lambda e, now: e.renew(prefix, now=now))
+
+    async def expand(self, node: str, prefix: Prefix) -> None:
+        """§5.3."""
+        await self.call(node, lambda e, now: e.expand(prefix, now=now))
+
+    async def release(self, node: str, prefix: Prefix) -> None:
+        """§5.4."""
+        await self.call(node, lambda e, now: e.release(prefix, now=now))
+
+    # --- views -----------------------------------------------------------------------------
+
+    def _node(self, node: str) -> SimNode:
+        running = self._nodes.get(node)
+        if running is None:
+            if node in self.topology.nodes:
+                raise SimError(f"{node} has not started")
+            raise SimError(f"no node {node}")
+        return running
+
+    def node(self, node: str) -> SimNode:
+        """The current incarnation of ``node`` (running or crashed)."""
+        return self._node(node)
+
+    def engine(self, node: str) -> ClaimEngine:
+        return self._node(node).engine
+
+    def engines(self) -> dict[str, ClaimEngine]:
+        """The engines of the nodes that are up."""
+        return {name: n.engine for name, n in self._nodes.items() if n.up}
+
+    def grib(self, node: str) -> frozenset[Prefix]:
+        """What ``node`` has injected into the G-RIB (§5.1 d)."""
+        return frozenset(self._node(node).grib.prefixes)
+
+    def session_state(self, a: str, b: str) -> State:
+        """The state of ``a``'s (first) session with ``b``."""
+        index = self._links_between(a, b)[0]
+        return self._node(a).runners[index].state
+
+    def sessions(self) -> Iterator[tuple[str, str, State]]:
+        """(node, peer, state) for every session end of the nodes that are up."""
+        for name, node in self._nodes.items():
+            if not node.up:
+                continue
+            for index, runner in node.runners.items():
+                peer, _ = self._far_end(self.topology.links[index], name)
+                yield name, peer, runner.state
+
+    def all_established(self) -> bool:
+        """Every session of every running node is Established (none partitioned)."""
+        return all(state is State.ESTABLISHED for _, _, state in self.sessions())
+
+    def events_of(self, node: str, kind: type[object] | None = None) -> list[SimEvent]:
+        return [
+            e for e in self.events if e.node == node and (kind is None or isinstance(e.event, kind))
+        ]
+
+    def snapshot(self) -> dict[str, list[Prefix]]:
+        """Domain name -> what its running nodes manage (§4.1), collapsed."""
+        now = self.now()
+        out: dict[str, list[Prefix]] = {}
+        for name, engine in sorted(self.engines().items()):
+            domain = self.topology.nodes[name].domain
+            out[domain] = collapse([*out.get(domain, []), *engine.managed_space(now=now)])
+        return out
+
+    def check_safety(self) -> list[Violation]:
+        """:func:`~masc.sim.safety.check_safety` over the running nodes, now."""
+        return check_safety(self.topology, self.engines(), now=self.now())

@@ -1,0 +1,157 @@
+"""What must hold between MASC domains once the protocol has converged (RFC 2909 §4.1, §12.4).
+
+:func:`check_safety` reads the engines of the running nodes and returns every violation it
+finds (an empty list means safe):
+
+``overlap``
+    §12.4: "Two MASC domains should not manage overlapping address ranges, unless the
+    domains have an ancestor-descendant (e.g. parent-child) relationship."  Managed space
+    is each node's :meth:`~masc.protocol.engine.ClaimEngine.managed_space` (what it holds as
+    PREFIX_IN_USE / PREFIX_MANAGED, minus withdrawn ranges).
+``nesting``
+    §4, §11.4.3: a child domain claims from a parent's PREFIX_MANAGED, so each prefix a
+    non-TLD domain manages lies inside some prefix one of its parents manages.  The parent's
+    space is what the parent's own running nodes manage; only when no node of any parent
+    domain is running is the child's record of its parents' PREFIX_MANAGED used instead.
+``internal``
+    §11.6.3: the nodes of one domain (internal peers) agree on the domain's managed space.
+``local``
+    §12.4: "two MASC domains should not have locally-allocated overlapping address ranges"
+    (each node's :meth:`~masc.protocol.engine.ClaimEngine.local_space`, what its MAASs
+    may use).
+
+These are statements about a converged network: during a partition, or before a clash has
+been resolved, violations are expected.  Domain ancestry comes from the topology.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from masc.protocol.engine import ClaimEngine
+from masc.protocol.space import collapse, covers, overlaps
+from masc.protocol.wire.messages import Prefix
+from masc.sim.topology import Topology
+
+Rule = Literal["overlap", "nesting", "internal", "local"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule, with the domains (and nodes) involved in ``message``."""
+
+    rule: Rule
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
+def check_safety(
+    topology: Topology, engines: Mapping[str, ClaimEngine], *, now: float
+) -> list[Violation]:
+    """Every violation of the rules of the module docstring among the running nodes
+    ``engines`` (node name -> engine) at Unix time ``now``."""
+    managed = {n: collapse(e.managed_space(now=now)) for n, e in engines.items()}
+    local = {n: collapse(e.local_space(now=now)) for n, e in engines.items()}
+    by_domain: dict[str, list[str]] = {}
+    for node in sorted(engines):
+        by_domain.setdefault(topology.nodes[node].domain, []).append(node)
+    domain_managed = {d: collapse(p for n in ns for p in managed[n]) for d, ns in by_domain.items()}
+    violations: list[Violation] = []
+    violations += _overlaps(topology, by_domain, managed, "overlap", related_ok=True)
+    violations += _nesting(topology, engines, by_domain, managed, domain_managed, now)
+    violations += _internal(by_domain, managed)
+    violations += _overlaps(topology, by_domain, local, "local", related_ok=False)
+    return violations
+
+
+def _overlaps(
+    topology: Topology,
+    by_domain: Mapping[str, list[str]],
+    space: Mapping[str, list[Prefix]],
+    rule: Rule,
+    *,
+    related_ok: bool,
+) -> list[Violation]:
+    """Pairs of nodes of different domains whose sets overlap (unless ``related_ok`` and
+    one domain is an ancestor of the other)."""
+    out: list[Violation] = []
+    domains = sorted(by_domain)
+    what = "managed" if rule == "overlap" else "locally-allocated"
+    for i, x in enumerate(domains):
+        for y in domains[i + 1 :]:
+            if related_ok and topology.related(x, y):
+                continue
+            for nx in by_domain[x]:
+                for ny in by_domain[y]:
+                    for px in space[nx]:
+                        for py in space[ny]:
+                            if overlaps(px, py):
+                                out.append(
+                                    Violation(
+                                        rule,
+                                        f"{what} {px} of {x} ({nx}) overlaps {py} of {y} ({ny})",
+                                    )
+                                )
+    return out
+
+
+def _nesting(
+    topology: Topology,
+    engines: Mapping[str, ClaimEngine],
+    by_domain: Mapping[str, list[str]],
+    managed: Mapping[str, list[Prefix]],
+    domain_managed: Mapping[str, list[Prefix]],
+    now: float,
+) -> list[Violation]:
+    out: list[Violation] = []
+    for domain, nodes in sorted(by_domain.items()):
+        spec = topology.domains[domain]
+        if spec.is_tld:
+            continue
+        running_parents = [p for p in spec.parents if p in by_domain]
+        for node in nodes:
+            if running_parents:
+                parent_space = [s for p in running_parents for s in domain_managed[p]]
+                source = "managed by " + "/".join(running_parents)
+            else:
+                # No node of any parent is running: all we have is the child's record.
+                engine = engines[node]
+                parent_space = [
+                    s
+                    for p in spec.parents
+                    for s in engine.parent_space(topology.domains[p].domain_id, now=now)
+                ]
+                source = f"known to {node} of " + "/".join(spec.parents)
+            for prefix in managed[node]:
+                if not any(covers(s, prefix) for s in parent_space):
+                    out.append(
+                        Violation(
+                            "nesting",
+                            f"{prefix} of {domain} ({node}) is not inside any prefix "
+                            f"{source}: {[str(s) for s in collapse(parent_space)]}",
+                        )
+                    )
+    return out
+
+
+def _internal(
+    by_domain: Mapping[str, list[str]], managed: Mapping[str, list[Prefix]]
+) -> list[Violation]:
+    out: list[Violation] = []
+    for domain, nodes in sorted(by_domain.items()):
+        first = nodes[0]
+        for other in nodes[1:]:
+            if managed[other] != managed[first]:
+                out.append(
+                    Violation(
+                        "internal",
+                        f"nodes of {domain} disagree: {first} manages "
+                        f"{[str(p) for p in managed[first]]}, {other} "
+                        f"{[str(p) for p in managed[other]]}",
+                    )
+                )
+    return out

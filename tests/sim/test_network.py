@@ -1,0 +1,158 @@
+"""The harness itself: real runners over in-memory streams, faults, restarts (§10, §12.1,
+§14).  Virtual time: ``autojump_clock`` jumps whenever every task is blocked."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+import trio
+import trio.testing
+
+from masc.protocol.constants import Role
+from masc.protocol.engine import Policy
+from masc.protocol.events import ClaimSent, PrefixAllocated
+from masc.protocol.session import State
+from masc.sim.network import (
+    DAY,
+    EPOCH,
+    HOUR,
+    MINUTE,
+    SHORT_TIMERS,
+    SimError,
+    SimNetwork,
+    SimTimers,
+)
+from masc.sim.scenario import Action, Scenario, quiet_period, run_scenario
+from masc.sim.topology import figure1
+
+Clock = trio.testing.MockClock
+
+
+async def test_every_session_of_figure1_comes_up(autojump_clock: Clock) -> None:
+    net = SimNetwork(figure1(), timers=SHORT_TIMERS)
+    async with net.running():
+        await net.advance(MINUTE)
+        assert net.all_established()
+        assert len(list(net.sessions())) == 2 * len(net.topology.links)
+        # The session FSMs agreed on the roles of the configuration (§8.2 OPEN checks).
+        peer = net.node("P4a").runners
+        roles = {r.key: r.session.config.peer_role for r in peer.values()}
+        assert roles == {
+            "T2a": Role.PARENT,
+            "P4b": Role.INTERNAL,
+            "C5b": Role.CHILD,
+            "C6a": Role.CHILD,
+        }
+        sibling = next(r for r in net.node("C7a").runners.values() if "C6b" in r.key)
+        assert sibling.key == "C6b/parent=65004"  # §4.4: the session of common parent P4
+
+
+async def test_partition_drops_the_session_at_once_and_heal_restores_it(
+    autojump_clock: Clock,
+) -> None:
+    net = SimNetwork(figure1(), timers=SHORT_TIMERS)
+    async with net.running():
+        await net.advance(MINUTE)
+        net.partition("T1a", "T2a")
+        await net.settle()
+        assert net.session_state("T1a", "T2a") is not State.ESTABLISHED
+        assert net.session_state("T2a", "T1a") is not State.ESTABLISHED
+        assert net.partitioned("T1a", "T2a")
+        await net.advance(10 * MINUTE)  # dials fail while partitioned
+        assert net.session_state("T1a", "T2a") is not State.ESTABLISHED
+        net.heal("T2a", "T1a")
+        await net.advance(SHORT_TIMERS.connect_retry + 1)
+        assert net.all_established()
+        net.isolate("C6b")
+        await net.settle()
+        assert [s for _, peer, s in net.sessions() if peer == "C6b"] == [State.ACTIVE] * 3
+        net.heal_all()
+        await net.advance(SHORT_TIMERS.connect_retry + 1)
+        assert net.all_established()
+
+
+async def test_crash_loses_the_engine_and_restart_relearns_it_s14(
+    autojump_clock: Clock,
+) -> None:
+    net = SimNetwork(figure1(), timers=SHORT_TIMERS)
+    async with net.running():
+        await net.advance(2 * HOUR)
+        held = net.engine("P4b").managed_space()
+        assert held
+        old = net.node("P4b")
+        net.crash("P4b")
+        await net.settle()
+        assert not net.is_up("P4b")
+        assert "P4b" not in net.engines()
+        assert net.session_state("P4a", "P4b") is not State.ESTABLISHED
+        assert net.session_state("C7a", "P4b") is not State.ESTABLISHED
+        with pytest.raises(SimError):
+            await net.restart("P4a")  # still running
+        await net.restart("P4b")
+        assert net.node("P4b") is not old
+        assert net.node("P4b").incarnation == 2
+        assert net.engine("P4b").managed_space() == []  # a fresh engine
+        await net.advance(MINUTE)
+        # §14: the restarted node re-learned its domain's space from its neighbours.
+        assert net.engine("P4b").managed_space() == held
+        assert net.snapshot()["P4"] == held
+        learned = [
+            e.event
+            for e in net.events_of("P4b", PrefixAllocated)
+            if isinstance(e.event, PrefixAllocated) and e.event.purpose == "learned"
+        ]
+        assert learned
+        assert net.all_established()
+        assert net.check_safety() == []
+
+
+async def test_views_name_unknown_nodes(autojump_clock: Clock) -> None:
+    net = SimNetwork(figure1(), timers=SHORT_TIMERS)
+    with pytest.raises(SimError, match="has not started"):
+        net.engine("T1a")
+    async with net.running():
+        with pytest.raises(SimError, match="no node"):
+            net.engine("X9z")
+        with pytest.raises(SimError, match="no session"):
+            net.partition("T1a", "C7a")
+
+
+async def test_the_clock_is_virtual(autojump_clock: Clock) -> None:
+    # No keepalives (hold time 0, §7.2): 30 days of 90-second hold times would be 2.5
+    # million messages.
+    net = SimNetwork(figure1(), timers=SimTimers(hold_time=0))
+    async with net.running():
+        before, started = net.now(), time.monotonic()
+        await net.advance(30 * DAY)
+        assert net.now() - before == pytest.approx(30 * DAY)
+        assert time.monotonic() - started < 30  # seconds of wall time, in fact about one
+
+
+async def test_a_scripted_scenario_runs_its_actions_in_order(autojump_clock: Clock) -> None:
+    timers = replace(SHORT_TIMERS, hold_time=1_800)
+    actions = (
+        Action(5 * MINUTE, "partition", "T1a", "T2a"),  # during the TLDs' waiting period
+        Action(15 * MINUTE, "heal", "T2a", "T1a"),
+        Action(40 * MINUTE, "crash", "P4a"),
+        Action(45 * MINUTE, "claim", "C7a"),
+        Action(50 * MINUTE, "restart", "P4a"),
+        Action(55 * MINUTE, "crash", "C6b"),  # restarted when the active phase ends
+    )
+    scenario = Scenario(
+        seed=1,
+        topology=figure1(),
+        timers=timers,
+        actions=actions,
+        active=HOUR,
+        quiet=quiet_period(timers, 3),
+        policy=Policy(restore_from=frozenset(Role)),
+    )
+    net, violations = await run_scenario(scenario)
+    assert violations == []
+    assert net.node("P4a").incarnation == 2
+    assert net.node("C6b").incarnation == 2
+    assert net.node("T1a").incarnation == 1
+    claims = [e for e in net.events_of("C7a", ClaimSent) if e.time >= EPOCH + 45 * MINUTE]
+    assert claims  # the operator's claim (§5.1), after the random delay

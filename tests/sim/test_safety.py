@@ -1,0 +1,138 @@
+"""The safety checker on hand-made states: each rule catches its violation and nothing else
+(RFC 2909 §4.1, §12.4)."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Network
+
+from masc.protocol.constants import AddressFamily
+from masc.protocol.engine import Allocation, ClaimEngine, EngineConfig
+from masc.protocol.events import SpaceKind
+from masc.protocol.wire.messages import DomainId
+from masc.sim.network import EPOCH
+from masc.sim.safety import check_safety
+from masc.sim.topology import Topology, figure1
+
+NOW = EPOCH + 1_000.0
+TOPO = figure1()
+
+
+def engine(node: str, *held: str, local: tuple[str, ...] = ()) -> ClaimEngine:
+    """The engine of ``node`` holding ``held`` (DOMAIN) and ``local`` (LOCAL) prefixes."""
+    spec = TOPO.nodes[node]
+    domain = TOPO.domains[spec.domain]
+    e = ClaimEngine(
+        EngineConfig(
+            local_domain=domain.domain_id,
+            local_node=spec.node_id,
+            family=AddressFamily.IPV4,
+            parent_domain_ids=TOPO.parent_ids(domain.name),
+            global_pool=TOPO.global_pool if domain.is_tld else (),
+        ),
+        rng=random.Random(0),
+    )
+    for kind, prefixes in ((SpaceKind.DOMAIN, held), (SpaceKind.LOCAL, local)):
+        for text in prefixes:
+            prefix = IPv4Network(text)
+            e.allocations[(kind, prefix)] = Allocation(
+                prefix=prefix,
+                kind=kind,
+                parent=DomainId(0),
+                timestamp=int(NOW) - 100,
+                lifetime=3_600,
+                origin_node=spec.node_id,
+                allocated_at=NOW - 100,
+            )
+    if local:
+        e.non_leaf = True
+    return e
+
+
+def rules(topo: Topology, engines: dict[str, ClaimEngine]) -> list[str]:
+    return [v.rule for v in check_safety(topo, engines, now=NOW)]
+
+
+def converged() -> dict[str, ClaimEngine]:
+    """A Figure 1 state that breaks no rule."""
+    return {
+        "T1a": engine("T1a", "239.192.0.0/20", local=("239.192.8.0/21",)),
+        "T2a": engine("T2a", "239.192.16.0/20", local=("239.192.24.0/21",)),
+        "P3a": engine("P3a", "239.192.0.0/22", local=("239.192.2.0/23",)),
+        "P3b": engine("P3b", "239.192.0.0/22", local=("239.192.2.0/23",)),
+        "P4a": engine("P4a", "239.192.16.0/22", local=("239.192.18.0/23",)),
+        "P4b": engine("P4b", "239.192.16.0/22", local=("239.192.18.0/23",)),
+        "C5a": engine("C5a", "239.192.0.0/24"),
+        "C5b": engine("C5b", "239.192.0.0/24"),
+        "C5c": engine("C5c", "239.192.0.0/24"),
+        "C6a": engine("C6a", "239.192.16.0/24"),
+        "C6b": engine("C6b", "239.192.16.0/24"),
+        "C7a": engine("C7a", "239.192.17.0/24"),
+    }
+
+
+def test_a_converged_state_is_safe() -> None:
+    assert check_safety(TOPO, converged(), now=NOW) == []
+
+
+def test_s12_4_unrelated_domains_managing_overlapping_space() -> None:
+    engines = converged()
+    engines["T2a"] = engine("T2a", "239.192.0.0/20", local=("239.192.8.0/21",))
+    found = check_safety(TOPO, engines, now=NOW)
+    assert {v.rule for v in found} >= {"overlap", "local"}
+    assert any("T1" in v.message and "T2" in v.message for v in found if v.rule == "overlap")
+
+
+def test_s12_4_an_ancestor_and_its_descendant_may_overlap() -> None:
+    # C5's prefix lies in P3's, which lies in T1's: nested, not a clash.
+    assert "overlap" not in rules(TOPO, converged())
+
+
+def test_s4_a_child_prefix_outside_every_parent_prefix() -> None:
+    engines = converged()
+    engines["C7a"] = engine("C7a", "239.193.0.0/24")  # not inside P4's /22
+    assert rules(TOPO, engines) == ["nesting"]
+
+
+def test_s4_a_child_of_two_parents_may_use_either() -> None:
+    engines = converged()
+    for node in ("C5a", "C5b", "C5c"):
+        engines[node] = engine(node, "239.192.17.0/24")  # from P4, C5's second parent
+    engines["C7a"] = engine("C7a", "239.192.19.0/24")
+    engines["P4a"] = engine("P4a", "239.192.16.0/22", local=("239.192.18.0/24",))
+    engines["P4b"] = engine("P4b", "239.192.16.0/22", local=("239.192.18.0/24",))
+    engines["C6a"] = engine("C6a", "239.192.16.0/24")
+    engines["C6b"] = engine("C6b", "239.192.16.0/24")
+    assert rules(TOPO, engines) == []
+
+
+def test_nesting_falls_back_to_the_childs_record_when_no_parent_node_runs() -> None:
+    engines = converged()
+    for node in ("P4a", "P4b"):
+        del engines[node]
+    # C6 and C7 know nothing of P4's space: their prefixes are outside what they know.
+    assert rules(TOPO, engines).count("nesting") == 3
+
+
+def test_s11_6_3_internal_peers_disagreeing() -> None:
+    engines = converged()
+    engines["C5c"] = engine("C5c", "239.192.1.0/24")
+    found = check_safety(TOPO, engines, now=NOW)
+    assert "internal" in {v.rule for v in found}
+    assert any("C5" in v.message for v in found if v.rule == "internal")
+
+
+def test_s12_4_locally_allocated_overlap_between_parent_and_child() -> None:
+    engines = converged()
+    # P3 keeps the child's /24 for its own MAASs as well.
+    for node in ("P3a", "P3b"):
+        engines[node] = engine(node, "239.192.0.0/22", local=("239.192.0.0/23",))
+    assert rules(TOPO, engines) == ["local", "local", "local", "local", "local", "local"]
+
+
+def test_expired_allocations_do_not_count() -> None:
+    engines = converged()
+    engines["T2a"] = engine("T2a", "239.192.0.0/20")
+    later = NOW + 3_600
+    # Everything expired: nothing overlaps, nothing is outside its parent.
+    assert check_safety(TOPO, engines, now=later) == []
