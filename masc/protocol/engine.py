@@ -1495,7 +1495,7 @@ class ClaimEngine:
             if pending.extends is not None:
                 old = self.allocations.get((kind, pending.extends))
                 if old is not None:
-                    self._drop_allocation(old, "replaced", quiet_grib=True)
+                    self._drop_allocation(old, "replaced")
             self.allocations[(kind, claim.prefix)] = alloc
         self._announce(alloc)
         self._events.append(
@@ -1537,7 +1537,7 @@ class ClaimEngine:
                 continue  # released (§5.4) or lost in a clash (§12.4): no longer theirs
             self._check_clash(c, alloc.kind)
 
-    def _drop_allocation(self, alloc: Allocation, reason: str, *, quiet_grib: bool = False) -> None:
+    def _drop_allocation(self, alloc: Allocation, reason: str) -> None:
         self.allocations.pop((alloc.kind, alloc.prefix), None)
         for pending in [
             p for p in self.pending if p.extends == alloc.prefix and p.kind is alloc.kind
