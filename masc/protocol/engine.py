@@ -802,16 +802,20 @@ class ClaimEngine:
                 return parent
         return None
 
-    def _parent_prefixes(self, parent: DomainId) -> list[Prefix]:
-        if parent == TLD_ID:
-            return list(self.config.global_pool)
+    def _parent_managed(self, parent: DomainId) -> list[Claim]:
+        """The live PREFIX_MANAGED of a parent domain (§11.6.1)."""
         return [
-            e.claim.prefix
+            e.claim
             for e in self.cache.live(self._now)
             if e.claim.type is ClaimType.PREFIX_MANAGED
             and e.claim.origin_role is Role.PARENT
             and e.claim.origin_domain == parent
         ]
+
+    def _parent_prefixes(self, parent: DomainId) -> list[Prefix]:
+        if parent == TLD_ID:
+            return list(self.config.global_pool)
+        return [c.prefix for c in self._parent_managed(parent)]
 
     def _parent_space(self, parent: DomainId, now: float) -> list[Prefix]:
         """A parent's managed space minus what it withdrew (§11.6.1, §11.7.4)."""
@@ -1343,10 +1347,13 @@ class ClaimEngine:
     def _send_claim(self, scheduled: ScheduledClaim) -> None:
         """§5.1 b): send the claim and start its Claim-Timer."""
         cfg, now, kind = self.config, self._now, scheduled.kind
-        if scheduled.purpose == "new" and scheduled.prefix is None:
-            others = [s for s in self.scheduled if s.kind is kind and s.purpose == "new"]
-            if self._usable(kind, now) or others or self._claiming_elsewhere(kind):
-                return  # §5.1 a): no longer needed
+        # This claim has left self.scheduled, so _claiming sees only the others.
+        if (
+            scheduled.purpose == "new"
+            and scheduled.prefix is None
+            and (self._usable(kind, now) or self._claiming(kind))
+        ):
+            return  # §5.1 a): no longer needed
         parents: list[DomainId | None]
         if kind is LOCAL:
             parents = [cfg.local_domain]
@@ -1436,29 +1443,11 @@ class ClaimEngine:
             return None
         else:
             ends = [
-                e.claim.timestamp + e.claim.lifetime
-                for e in self.cache.live(self._now)
-                if e.claim.type is ClaimType.PREFIX_MANAGED
-                and e.claim.origin_role is Role.PARENT
-                and e.claim.origin_domain == parent
-                and covers(e.claim.prefix, prefix)
+                c.timestamp + c.lifetime
+                for c in self._parent_managed(parent)
+                if covers(c.prefix, prefix)
             ]
         return max(ends) if ends else None
-
-    def _claiming_elsewhere(self, kind: SpaceKind) -> bool:
-        if any(p.kind is kind and p.purpose == "new" for p in self.pending):
-            return True
-        role = Role.INTERNAL if kind is DOMAIN else Role.CHILD
-        return any(
-            e.via is not None
-            and e.claim.type is ClaimType.NEW_CLAIM
-            and e.claim.origin_role is role
-            and e.claim.origin_domain == self.config.local_domain
-            and e.claim.timestamp + self.config.waiting_period > self._now
-            and not e.denied
-            and not is_hint(e.claim)
-            for e in self.cache.live(self._now)
-        )
 
     def _cancel_scheduled(self, kind: SpaceKind, reason: str) -> None:
         for scheduled in [
@@ -1665,13 +1654,14 @@ class ClaimEngine:
         DOMAIN space, so a WITHDRAW of DOMAIN space cuts it too (§11.7.3: "stop advertising
         the WITHDRAW range to the MAASs")."""
         roles = {Role.INTERNAL} if kind is DOMAIN else {Role.INTERNAL, Role.CHILD}
+        held = self._held_prefixes(kind)
         return [
             e.claim.prefix
             for e in self.cache.live(now)
             if e.claim.type is ClaimType.WITHDRAW
             and e.claim.origin_role in roles
             and e.claim.origin_domain == self.config.local_domain
-            and any(overlaps(e.claim.prefix, a) for a in self._held_prefixes(kind))
+            and any(overlaps(e.claim.prefix, a) for a in held)
         ]
 
     def _usable_of(self, alloc: Allocation, now: float) -> list[Prefix]:
