@@ -99,6 +99,7 @@ DEFAULT_CLOCK_SKEW_GRACE: Final = 86_400.0
 DEFAULT_CONNECT_RETRY: Final = 30.0
 DEFAULT_INITIAL_SIZE: Final = 256
 DEFAULT_CLAIM_LIFETIME: Final = 30 * 86_400.0
+DEFAULT_RENEW_INTERVAL: Final = 48 * 3600.0
 # §8.3's examples: "more than 15,768,000, i.e. half year" is a Claim Lifetime (and a Claim
 # Holdtime) too long; "smaller than 16 addresses" a Claim Prefix Size Too Small.
 HALF_YEAR: Final = 15_768_000.0
@@ -245,6 +246,24 @@ def _power_of_two_problem(value: int, what: str) -> str | None:
             f"nearest: {1 << (value.bit_length() - 1)} or {1 << value.bit_length()}"
         )
     return None
+
+
+def _parse_mode(value: object) -> int:
+    """A file mode written as an octal string (``"0660"``) or an integer (``0o660``)."""
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise ValueError(f'must be an octal file mode such as "0660", got {value!r}') from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise ValueError(f"must be a file mode between 0000 and 0777, got {value!r}")
+    return value
+
+
+def _pair(value: object) -> object:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"must be [low, high], two fractions such as [0.7, 0.9], got {value!r}")
+    return value
 
 
 def _non_empty_path(value: object) -> object:
@@ -444,10 +463,34 @@ class TimersConfig(_Model):
 
 
 class AllocationConfig(_Model):
-    """``[allocation]``: how much address space this domain asks for."""
+    """``[allocation]``: how much address space this domain asks for, and how the RFC 2909
+    Appendix A allocator keeps it matched to the MAASs' demand."""
 
     initial_size: Annotated[int, Field(strict=True, ge=0)] = DEFAULT_INITIAL_SIZE
     claim_lifetime: PositiveDuration = DEFAULT_CLAIM_LIFETIME
+    # §17.1.3: keep addresses in use / addresses held inside this band.
+    target_utilization: Annotated[
+        tuple[
+            Annotated[float, Field(strict=False, gt=0, le=1)],
+            Annotated[float, Field(strict=False, gt=0, le=1)],
+        ],
+        BeforeValidator(_pair),
+    ] = (0.7, 0.9)
+    # §17.1.4: "up to three prefixes per MASC domain is a reasonable threshold".
+    max_prefixes: Annotated[int, Field(strict=True, ge=1)] = 3
+    # §17.1.6: "Each prefix ... should be re-claimed every 48 hours."
+    renew_interval: PositiveDuration = DEFAULT_RENEW_INTERVAL
+    # Which free prefix to claim: the Appendix A reverse bit ordering, or a simpler strategy
+    # kept for comparison in the benchmarks.
+    strategy: Literal["rbo", "first-fit", "best-fit"] = "rbo"
+
+    @field_validator("target_utilization")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if low >= high:
+            raise ValueError(f"must be [low, high] with low < high, got [{low:g}, {high:g}]")
+        return value
 
     @field_validator("initial_size")
     @classmethod
@@ -470,15 +513,37 @@ class ControlConfig(_Model):
 
 
 class MaasConfig(_Model):
-    """``[maas]``: the socket MAASs (address allocation servers) use to ask for space."""
+    """``[maas]``: the socket MAASs (address allocation servers, RFC 2908) use to receive the
+    domain's space, and how the space is split between them (docs/maas-api.md)."""
 
     socket: FilePath = Path("/run/masc/maas.sock")
+    # Who may connect is decided by file permissions: owner and group read/write.
+    mode: Annotated[int, BeforeValidator(_parse_mode)] = 0o660
+    # The socket's group (a name or a gid); omitted = the daemon's own group.
+    group: str | Annotated[int, Field(strict=True, ge=0)] | None = None
+    # A MAAS's reported usage is predicted this far ahead when deciding to grant it more.
+    grant_horizon: PositiveDuration = 3600.0
+    # "expiring" is pushed this long before a grant that will not be renewed ends.
+    expiry_warning: Duration = 86_400.0
+    # The smallest block handed to a MAAS: a power of two.
+    min_grant: AddressCount = 16
+
+    @field_validator("min_grant")
+    @classmethod
+    def _grant_power_of_two(cls, value: int) -> int:
+        problem = _power_of_two_problem(value, "a grant is a prefix")
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class StorageConfig(_Model):
-    """``[storage]``: where claims survive a restart."""
+    """``[storage]``: where allocated prefixes, pending claims and MAAS grants survive a
+    restart (RFC 2909 §13)."""
 
     path: FilePath = Path("/var/lib/masc/state.db")
+    # Claim history, clash and withdraw records kept for `mascctl show prefixes`.
+    history_limit: Annotated[int, Field(strict=True, ge=0)] = 10_000
 
 
 # (str, Enum) rather than StrEnum because other modules were written against this spelling;

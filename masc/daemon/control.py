@@ -8,19 +8,13 @@ operator control plane adds more.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import socket
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import trio
-from pydantic import ValidationError
 
 import masc
 from masc.api.control import (
@@ -37,6 +31,14 @@ from masc.api.control import (
     Response,
     SummaryResult,
 )
+from masc.daemon.ndjson import (
+    TOO_LARGE,
+    LineReader,
+    Oversized,
+    RequestError,
+    parse_request,
+    serve_unix,
+)
 from masc.protocol.constants import ClaimType, Role
 from masc.protocol.events import SpaceKind
 from masc.protocol.wire.messages import format_id
@@ -48,12 +50,6 @@ log = logging.getLogger("masc.control")
 _SOCKET_MODE: Final = 0o600
 _MAX_CLIENTS: Final = 32
 _IDLE_TIMEOUT: Final = 300.0
-
-
-class ControlError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class ControlServer:
@@ -69,85 +65,46 @@ class ControlServer:
     async def serve(
         self, path: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        sock = await _bind_unix(path)
-        listener = trio.SocketListener(sock)
-        log.info("control socket %s", path, extra={"event": "control_listening", "path": str(path)})
-        limit = trio.CapacityLimiter(_MAX_CLIENTS)
-        try:
-            async with trio.open_nursery() as nursery:
-                task_status.started()
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as error:
-                        # Out of descriptors and the like: the daemon must carry on.
-                        log.error(
-                            "control accept failed: %s", error, extra={"event": "accept_failed"}
-                        )
-                        await trio.sleep(0.1)
-                        continue
-                    nursery.start_soon(self._client, stream, limit)
-        finally:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-    async def _client(self, stream: trio.SocketStream, limit: trio.CapacityLimiter) -> None:
-        async with stream:
-            try:
-                limit.acquire_nowait()
-            except trio.WouldBlock:
-                await self._reply_error(stream, "busy", "too many control clients; try again")
-                return
-            try:
-                await self._serve_client(stream)
-            finally:
-                limit.release()
-
-    async def _reply_error(self, stream: trio.SocketStream, code: str, message: str) -> None:
-        error = ErrorInfo.model_validate({"code": code, "message": message})
-        with contextlib.suppress(trio.BrokenResourceError, OSError):
-            reply = Response(ok=False, error=error).model_dump_json()
-            await stream.send_all(reply.encode() + b"\n")
+        busy = ErrorInfo(code="busy", message="too many control clients; try again")
+        await serve_unix(
+            path,
+            self._serve_client,
+            mode=_SOCKET_MODE,
+            max_clients=_MAX_CLIENTS,
+            busy_line=Response(ok=False, error=busy).model_dump_json().encode() + b"\n",
+            logger=log,
+            name="control",
+            task_status=task_status,
+        )
 
     async def _serve_client(self, stream: trio.SocketStream) -> None:
-        """Requests until EOF; a client idle for _IDLE_TIMEOUT is let go."""
-        buffer = bytearray()
+        """Requests until EOF; a client idle for _IDLE_TIMEOUT is let go, and so is one that
+        sent a line over MAX_REQUEST_BYTES (mascctl never does)."""
+        reader = LineReader(stream, MAX_REQUEST_BYTES, strict=False)
         while True:
-            with trio.move_on_after(_IDLE_TIMEOUT) as idle:
-                try:
-                    data = await stream.receive_some(65536)
-                except (trio.BrokenResourceError, OSError):
-                    return
-            if idle.cancelled_caught or not data:
+            line: bytes | Oversized | None = None
+            with trio.move_on_after(_IDLE_TIMEOUT):
+                line = await reader.receive_line()
+            if line is None:
+                return  # end of stream, or idle
+            if line is TOO_LARGE:
+                reply = _error("too_large", "request line too long")
+            else:
+                reply = self.respond(line)
+            try:
+                await stream.send_all(reply + b"\n")
+            except (trio.BrokenResourceError, OSError):
                 return
-            buffer += data
-            while (end := buffer.find(b"\n")) >= 0:
-                line = bytes(buffer[:end])
-                del buffer[: end + 1]
-                try:
-                    await stream.send_all(self.respond(line) + b"\n")
-                except (trio.BrokenResourceError, OSError):
-                    return
-            if len(buffer) > MAX_REQUEST_BYTES:
-                await self._reply_error(stream, "too_large", "request line too long")
+            if line is TOO_LARGE:
                 return
 
     def respond(self, line: bytes) -> bytes:
         """One request line in, one response line out (without the newline)."""
         try:
-            try:
-                raw = json.loads(line)
-            except (ValueError, RecursionError) as error:  # RecursionError: "[[[[..."
-                raise ControlError("bad_json", f"request is not JSON: {error}") from None
-            try:
-                request = Request.model_validate(raw)
-            except ValidationError as error:
-                first = error.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "request"
-                raise ControlError("bad_request", f"{where}: {first['msg']}") from None
+            request = parse_request(line, Request)
             handler = self._verbs.get(request.verb)
             if handler is None:
-                raise ControlError(
+                raise RequestError(
                     "unknown_verb",
                     f"unknown verb {request.verb!r}; known: {', '.join(sorted(self._verbs))}",
                 )
@@ -157,14 +114,10 @@ class ControlServer:
                 # A bug in one verb must not take the daemon and its sessions down with it:
                 # log it loudly, answer the client, carry on.
                 log.exception("control verb %r failed", request.verb, extra={"event": "bug"})
-                raise ControlError("internal", f"internal error in {request.verb!r}") from None
-            response = Response(ok=True, result=result)
-        except ControlError as error:
-            response = Response(
-                ok=False,
-                error=ErrorInfo.model_validate({"code": error.code, "message": str(error)}),
-            )
-        return response.model_dump_json().encode()
+                raise RequestError("internal", f"internal error in {request.verb!r}") from None
+        except RequestError as error:
+            return _error(error.code, str(error))
+        return Response(ok=True, result=result).model_dump_json().encode()
 
     # --- verbs -----------------------------------------------------------------------------
 
@@ -302,31 +255,9 @@ class ControlServer:
         return ClaimsResult(claims=claims, cached=len(engine.cache), clashes=clashes).model_dump()
 
 
-async def _bind_unix(path: Path) -> trio.socket.SocketType:
-    """Bind the control socket at ``path``, replacing a stale socket but nothing else: not
-    a regular file, and not the socket of a daemon that is still running."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise OSError(f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # nobody answers: left over from a crash
-        else:
-            raise OSError(f"{path} is in use by a running daemon")
-        finally:
-            probe.close()
-    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)  # never a window where the socket is wider than 0600
-    try:
-        await sock.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, _SOCKET_MODE)
-    sock.listen(64)
-    return sock
+def _error(code: str, message: str) -> bytes:
+    error = ErrorInfo.model_validate({"code": code, "message": message})
+    return Response(ok=False, error=error).model_dump_json().encode()
 
 
 def _kind(kind: SpaceKind) -> Literal["managed", "local"]:

@@ -7,6 +7,13 @@ only queue); it feeds the engine in arrival order, waits for the engine's next d
 and carries out the events: UPDATEs and NOTIFICATIONs go back to the peer runners, G-RIB
 changes to the exporter, the rest to the log.
 
+With a store (RFC 2909 §13) the runner restores the engine's and the grant table's state
+before it starts, and writes every change durably *before* it carries out the events that
+announce it: a PREFIX_IN_USE is never on the wire, nor a grant in a MAAS's hands, before the
+prefix is on disk.  With a grant table it splits the locally-allocated set between the
+domain's MAASs after every change (the job of the withdrawn intra-domain AAP, RFC 2908), and
+feeds their demand back to the engine's Appendix A allocator.
+
 The engine works in Unix time (claim timestamps are, RFC 2909 §7.3).  The runner takes the
 wall clock as an injected function, so under ``trio.testing.MockClock`` a test passes
 ``lambda: EPOCH + trio.current_time()`` and 48-hour waiting periods pass in milliseconds.
@@ -16,14 +23,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
+from masc.daemon import state
 from masc.daemon.grib import GribExporter
 from masc.daemon.peer import PeerRunner
+from masc.maas.grants import GrantEvent, GrantTable, Space
 from masc.protocol.engine import ClaimEngine, Neighbor
 from masc.protocol.events import (
     ClaimCancelled,
@@ -35,6 +44,7 @@ from masc.protocol.events import (
     LeafModeChanged,
     PolicyNotice,
     PrefixAllocated,
+    PrefixDeprecated,
     PrefixGone,
     RangeWithdrawn,
     RejectClaim,
@@ -42,6 +52,8 @@ from masc.protocol.events import (
 )
 from masc.protocol.session import SessionUp
 from masc.protocol.wire.messages import Prefix, Update
+from masc.store.records import HistoryRecord
+from masc.store.sqlite import Store
 
 log = logging.getLogger("masc.domain")
 
@@ -68,10 +80,11 @@ class _Received:
 
 @dataclass(slots=True)
 class _Call:
-    """Run ``fn`` against the engine inside the runner's task (operator requests)."""
+    """Run ``fn(now)`` inside the runner's task (operator and MAAS requests)."""
 
-    fn: Callable[[ClaimEngine, float], list[EngineEvent]]
+    fn: Callable[[float], Any]
     done: trio.Event
+    result: Any = None
     error: Exception | None = None
 
 
@@ -81,10 +94,24 @@ _Event = _Up | _Down | _Received | _Call
 class DomainRunner:
     """Runs one ClaimEngine on trio; implements the peer runners' SessionListener."""
 
-    def __init__(self, engine: ClaimEngine, *, clock: WallClock, grib: GribExporter) -> None:
+    def __init__(
+        self,
+        engine: ClaimEngine,
+        *,
+        clock: WallClock,
+        grib: GribExporter,
+        store: Store | None = None,
+        grants: GrantTable | None = None,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.grib = grib
+        self.store = store
+        self.grants = grants
+        # Set by the MAAS API: carries grant events to the MAASs' connections.
+        self.on_grant_events: Callable[[Sequence[GrantEvent]], None] | None = None
+        self.registered_at: dict[str, float] = {}
+        self.turns = 0  # inputs handled: events of one input are carried out in one turn
         self.runners: dict[str, PeerRunner] = {}
         self._scopes: dict[str, tuple[Prefix, ...]] = {}
         # Unbounded like the peer runners' inboxes: each peer's reads are bounded by its
@@ -113,27 +140,75 @@ class DomainRunner:
     async def call(self, fn: Callable[[ClaimEngine, float], list[EngineEvent]]) -> None:
         """Run ``fn(engine, now)`` in the engine's task; re-raise what it raised (e.g.
         :class:`~masc.protocol.engine.RequestRefused`)."""
+        await self.run_in(lambda now: self._execute(fn(self.engine, now)))
+
+    async def run_in(self, fn: Callable[[float], T]) -> T:
+        """Run ``fn(now)`` in the engine's task, then settle the grants; return its result
+        or re-raise what it raised."""
         call = _Call(fn, trio.Event())
         self._inbox.send_nowait(call)
         await call.done.wait()
         if call.error is not None:
             raise call.error
+        result: T = call.result
+        return result
+
+    def grant_events(self, events: Sequence[GrantEvent]) -> None:
+        """Grant-table events produced by a request (inside :meth:`run_in`): persist them,
+        then hand them to the MAASs."""
+        self._publish(events)
 
     # --- the loop --------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self.store is not None:
+            self._restore(self.clock())
         self._execute(self.engine.start(now=self.clock()))
         task_status.started()
         while True:
-            deadline = self.engine.next_deadline()
+            deadlines = [d for d in (self.engine.next_deadline(), self._grant_deadline()) if d]
+            deadline = min(deadlines) if deadlines else None
             if deadline is None:
                 wake = math.inf
             else:
                 wake = trio.current_time() + max(0.0, deadline - self.clock())
             with trio.move_on_at(wake):
-                self._handle(await self._inbox_rx.receive())
+                event = await self._inbox_rx.receive()
+                self.turns += 1
+                self._handle(event)
                 continue
-            self._execute(self.engine.handle_timer(now=max(self.clock(), deadline or 0.0)))
+            self.turns += 1
+            now = max(self.clock(), deadline or 0.0)
+            if self.grants is not None:
+                self._publish(self.grants.handle_timer(now=now))
+            self._execute(self.engine.handle_timer(now=now))
+
+    def _grant_deadline(self) -> float | None:
+        return None if self.grants is None else self.grants.next_deadline()
+
+    def _restore(self, now: float) -> None:
+        """§13: what the store kept, back into the engine and the grant table."""
+        assert self.store is not None
+        snapshot = self.store.load()
+        if self.grants is not None:
+            self.grants.restore(
+                state.grants_from(snapshot.grants), [(m.name, m.scopes) for m in snapshot.maas]
+            )
+            self.registered_at = {m.name: m.registered_at for m in snapshot.maas}
+        events = self.engine.restore(
+            state.allocations_from(snapshot.allocations),
+            state.pending_from(snapshot.pending, self.engine),
+            now=now,
+        )
+        log.info(
+            "restored %d prefix(es), %d pending claim(s), %d grant(s) from %s",
+            len(self.engine.allocations),
+            len(self.engine.pending),
+            len(snapshot.grants),
+            self.store.path,
+            extra={"event": "restored", "prefixes": len(self.engine.allocations)},
+        )
+        self._execute(events)
 
     def _handle(self, event: _Event) -> None:
         engine, now = self.engine, self.clock()
@@ -156,14 +231,20 @@ class DomainRunner:
             self._execute(engine.peer_down(event.runner.key, now=now))
         else:
             try:
-                events = event.fn(engine, now)
+                event.result = event.fn(now)
             except Exception as error:
                 event.error = error
-            else:
-                self._execute(events)
+            self._settle()
             event.done.set()
 
     def _execute(self, events: list[EngineEvent]) -> None:
+        """Persist, then carry out the engine's events, then re-split the local space."""
+        self._dispatch(events)
+        self._settle()
+
+    def _dispatch(self, events: list[EngineEvent]) -> None:
+        # §13: the prefix is on disk before its PREFIX_IN_USE leaves (events carry both).
+        self._persist(events)
         for event in events:
             if isinstance(event, SendUpdate):
                 runner = self.runners.get(event.peer)
@@ -179,6 +260,78 @@ class DomainRunner:
                 self.grib.remove(event.prefix)
             else:
                 _log_event(event)
+
+    def _persist(self, events: Sequence[EngineEvent]) -> None:
+        if self.store is None:
+            return
+        self.store.save(
+            allocations=state.stored_allocations(self.engine),
+            pending=state.stored_pending(self.engine),
+        )
+        now = self.clock()
+        history = [r for r in (_history(event, now) for event in events) if r is not None]
+        if history:
+            self.store.record(history)
+
+    def _settle(self) -> None:
+        """Split the local space between the MAASs again, and give the engine their demand.
+
+        A demand change makes the engine plan claims, which may change the space again:
+        a few rounds reach a fixed point (each round's engine events are carried out)."""
+        if self.grants is None:
+            return
+        for _ in range(4):
+            now = self.clock()
+            pieces = self.engine.local_pieces(now=now)
+            space = [Space(p.prefix, float(p.expires), p.active) for p in pieces]
+            self._publish(self.grants.sync(space, now=now))
+            demand = self.grants.demand() if self.grants.maas() else None
+            if demand == self.engine.demand:
+                return
+            self._dispatch(self.engine.set_demand(demand, now=now))
+
+    def _publish(self, events: Sequence[GrantEvent]) -> None:
+        """Grants are on disk before any MAAS hears of them (RFC 2909 §13, issue rule)."""
+        if self.grants is None:
+            return
+        if self.store is not None:
+            self.store.save(
+                grants=state.stored_grants(self.grants),
+                maas=state.stored_maas(self.grants, self.registered_at),
+            )
+        if events and self.on_grant_events is not None:
+            self.on_grant_events(events)
+
+
+def _history(event: EngineEvent, now: float) -> HistoryRecord | None:
+    """The claim history an operator reads in ``mascctl show prefixes``."""
+    if isinstance(event, ClaimSent):
+        c = event.claim
+        detail = f"{c.type.name} ({event.purpose}, {event.kind.value}), lifetime {c.lifetime}s"
+        return HistoryRecord(now, "claim_sent", str(c.prefix), detail)
+    if isinstance(event, ClaimCancelled) and event.prefix is not None:
+        detail = event.reason
+        if event.winner is not None:
+            w = event.winner
+            detail += f"; contested by domain {w.origin_domain} node {w.origin_node}"
+        return HistoryRecord(now, "claim_cancelled", str(event.prefix), detail)
+    if isinstance(event, PrefixAllocated):
+        detail = f"{event.purpose} ({event.kind.value}) until {event.expires}"
+        return HistoryRecord(now, "allocated", str(event.prefix), detail)
+    if isinstance(event, PrefixGone):
+        return HistoryRecord(now, "gone", str(event.prefix), event.reason)
+    if isinstance(event, PrefixDeprecated):
+        detail = f"{event.reason}, in use until {event.expires}"
+        return HistoryRecord(now, "deprecated", str(event.prefix), detail)
+    if isinstance(event, ClashDetected):
+        w = event.winner
+        detail = f"clash {event.clash_id} with {w.prefix} of domain {w.origin_domain}"
+        return HistoryRecord(now, "clash", str(event.local), detail)
+    if isinstance(event, RangeWithdrawn):
+        return HistoryRecord(
+            now, "restored" if event.restored else "withdrawn", str(event.prefix), ""
+        )
+    return None
 
 
 def _log_event(event: EngineEvent) -> None:
@@ -246,6 +399,15 @@ def _log_event(event: EngineEvent) -> None:
             "domain is now %s (§12.2)",
             "non-leaf" if event.non_leaf else "leaf",
             extra={"event": "leaf_mode", "non_leaf": event.non_leaf},
+        )
+    elif isinstance(event, PrefixDeprecated):
+        log.info(
+            "deprecated %s (%s): %s; in use until %d",
+            event.prefix,
+            event.kind.value,
+            event.reason,
+            event.expires,
+            extra={"event": "prefix_deprecated", "prefix": str(event.prefix)},
         )
     elif isinstance(event, PolicyNotice):
         log.warning(event.message, extra={"event": event.event})

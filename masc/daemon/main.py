@@ -26,7 +26,11 @@ from masc.config import MascConfig, PeerConfig, Relation
 from masc.daemon.control import ControlServer
 from masc.daemon.domain import DomainRunner
 from masc.daemon.grib import RecordingExporter
+from masc.daemon.maas import MaasServer
+from masc.daemon.maas_backend import DomainMaasBackend
 from masc.daemon.peer import PeerRunner
+from masc.maas.grants import GrantConfig, GrantTable
+from masc.protocol.allocation import AllocatorConfig, Strategy
 from masc.protocol.constants import HOLDTIME
 from masc.protocol.engine import ClaimEngine, ClashResolution, EngineConfig, Policy
 from masc.protocol.errors import ProtocolError
@@ -34,6 +38,7 @@ from masc.protocol.open_checks import SessionConfig, select_session
 from masc.protocol.session import State
 from masc.protocol.wire import DomainId, NodeId, Notification, Open, decode, encode
 from masc.protocol.wire.framing import Framer
+from masc.store.sqlite import Store
 
 log = logging.getLogger("masc.daemon")
 
@@ -79,6 +84,12 @@ def engine_config(cfg: MascConfig) -> EngineConfig:
         clock_skew_grace=cfg.timers.clock_skew_grace,
         claim_lifetime=cfg.allocation.claim_lifetime,
         initial_size=cfg.allocation.initial_size,
+        allocator=AllocatorConfig(
+            target_utilization=cfg.allocation.target_utilization,
+            max_prefixes=cfg.allocation.max_prefixes,
+            renew_interval=cfg.allocation.renew_interval,
+            strategy=Strategy(cfg.allocation.strategy),
+        ),
         policy=Policy(
             clash_resolution=ClashResolution(p.clash_resolution),
             max_child_lifetime=p.max_child_lifetime,
@@ -95,6 +106,16 @@ def engine_config(cfg: MascConfig) -> EngineConfig:
     )
 
 
+def grant_config(cfg: MascConfig) -> GrantConfig:
+    """How the locally-allocated set is split between MAASs."""
+    return GrantConfig(
+        target_utilization=cfg.allocation.target_utilization,
+        horizon=cfg.maas.grant_horizon,
+        expiry_warning=cfg.maas.expiry_warning,
+        min_grant=cfg.maas.min_grant,
+    )
+
+
 def session_key(peer: PeerConfig, parent: int | None) -> str:
     """How logs and the claim engine name a session: the peer's address, plus the common
     parent for a sibling peer with several sessions (§4.4)."""
@@ -104,7 +125,13 @@ def session_key(peer: PeerConfig, parent: int | None) -> str:
 class Daemon:
     """Everything one running masc process owns."""
 
-    def __init__(self, config: MascConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: MascConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: Store | None = None,
+    ) -> None:
         self.config = cfg = config
         self.runners: dict[tuple[str, int | None], PeerRunner] = {}
         self.peers: dict[tuple[str, int | None], PeerConfig] = {}
@@ -117,7 +144,16 @@ class Daemon:
         self._identifying = 0
         self.grib = RecordingExporter()
         self.engine = ClaimEngine(engine_config(cfg), rng=random.Random())
-        self.domain = DomainRunner(self.engine, clock=clock, grib=self.grib)
+        self.grants = GrantTable(
+            grant_config(cfg),
+            rng=random.Random(),
+            strategy=Strategy(cfg.allocation.strategy),
+        )
+        self.store = store
+        self.domain = DomainRunner(
+            self.engine, clock=clock, grib=self.grib, store=store, grants=self.grants
+        )
+        self.maas_backend = DomainMaasBackend(cfg, self.domain, self.grants)
         local = cfg.local.listen[0] if cfg.local.listen else None
         for peer in cfg.peers:
             key = cfg.peer_key(peer)
@@ -154,6 +190,10 @@ class Daemon:
             control = ControlServer(self)
             await nursery.start(control.serve, cfg.control.socket)
             await nursery.start(self.domain.run)
+            maas = MaasServer(
+                self.maas_backend, cfg.maas.socket, mode=cfg.maas.mode, group=cfg.maas.group
+            )
+            await nursery.start(maas.serve)
             for runner in self.runners.values():
                 await nursery.start(runner.run)
             for listener in listeners:
@@ -312,7 +352,15 @@ async def _refuse_with(stream: trio.SocketStream, notification: Notification) ->
 
 async def run_daemon(config: MascConfig) -> None:
     """``masc run``: serve until SIGTERM or SIGINT, then Cease to every peer and exit."""
-    daemon = Daemon(config)
+    store = Store.open(config.storage.path, history_limit=config.storage.history_limit)
+    try:
+        await _serve_until_signal(Daemon(config, store=store))
+    finally:
+        store.close()
+
+
+async def _serve_until_signal(daemon: Daemon) -> None:
+    config = daemon.config
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.serve)

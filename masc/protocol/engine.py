@@ -27,8 +27,12 @@ and may claim), then flush the UPDATEs queued per session, then diff the G-RIB s
 report what changed.  A peer's bad attribute becomes a :class:`RejectClaim` carrying the
 NOTIFICATION of §8.3/§11; nothing a peer sends makes the engine raise.
 
-Demand here is the simplest that exercises the protocol: hold ``initial_size`` addresses
-(§12.2, App. B).  The Appendix A allocator (a later layer) decides sizes from MAAS usage.
+Demand: until the shell reports one (:meth:`ClaimEngine.set_demand`, from the MAASs' usage)
+the domain simply holds ``initial_size`` addresses (§12.2, App. B).  With a demand, the
+Appendix A allocator (:mod:`masc.protocol.allocation`) decides: claim ahead of demand over one
+waiting period (§17.1.2), keep utilization in the band and the prefixes few (§17.1.3-4), and at
+each renewal renew, halve or drop a prefix (§17.1.5-6).  Which free prefix to claim is always
+its choice (reverse bit ordering, neighbours first, §17.1.1, §17.1.4).
 Choices where the RFC is loose are listed in docs/conformance.md and docs/protocol.md.
 """
 
@@ -40,6 +44,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
+from masc.protocol.allocation import (
+    AllocatorConfig,
+    Demand,
+    Grow,
+    Held,
+    can_double,
+    choose_prefix,
+    plan_growth,
+    plan_renewal,
+)
 from masc.protocol.claims import (
     CLAIMS,
     COMPARABLE,
@@ -69,6 +83,7 @@ from masc.protocol.events import (
     LeafModeChanged,
     PolicyNotice,
     PrefixAllocated,
+    PrefixDeprecated,
     PrefixGone,
     RangeWithdrawn,
     RejectClaim,
@@ -76,7 +91,7 @@ from masc.protocol.events import (
     SpaceKind,
 )
 from masc.protocol.propagation import Audience, audience, sync_order, updated_origin_role
-from masc.protocol.space import Randomness, choose_free, collapse, covers, overlaps, subtract
+from masc.protocol.space import Randomness, collapse, covers, overlaps, subtract
 from masc.protocol.wire.codec import encode_claim
 from masc.protocol.wire.messages import Claim, DomainId, NodeId, Prefix, Update
 
@@ -127,6 +142,7 @@ class EngineConfig:
     claim_lifetime: float = 30 * 86_400.0
     initial_size: int = 256
     policy: Policy = field(default_factory=Policy)
+    allocator: AllocatorConfig = field(default_factory=AllocatorConfig)
 
     def __post_init__(self) -> None:
         if not self.parent_domain_ids:
@@ -169,6 +185,8 @@ class Allocation:
     origin_node: NodeId
     allocated_at: float
     renew_retry_at: float = 0.0
+    renewing: bool = True  # False: deprecated, left to expire (§17.1.4, §17.1.5)
+    renewed_at: float | None = None  # when the last renewal finished (None: allocated_at)
 
     @property
     def expires(self) -> int:
@@ -188,7 +206,8 @@ class Allocation:
         )
 
 
-Purpose = Literal["new", "renew", "expand"]
+# "shrink": a CLAIM_TO_EXPAND renewing one half of a prefix we hold (§17.1.5).
+Purpose = Literal["new", "renew", "expand", "shrink"]
 
 
 @dataclass(slots=True)
@@ -200,7 +219,8 @@ class PendingClaim:
     parent: DomainId | None
     purpose: Purpose
     deadline: float
-    extends: Prefix | None = None  # renew / expand: the allocation it extends
+    extends: Prefix | None = None  # renew / expand / shrink: the allocation it extends
+    replaces: tuple[Prefix, ...] = ()  # §17.1.4: stop renewing these once allocated
 
 
 @dataclass(slots=True)
@@ -215,6 +235,8 @@ class ScheduledClaim:
     prefix: Prefix | None = None
     extends: Prefix | None = None
     end_by: int | None = None  # a parent's CLAIM_DENIED said: not beyond this (§8.3)
+    replaces: tuple[Prefix, ...] = ()
+    automatic: bool = False  # planned by the engine from demand, not asked for
 
 
 @dataclass(slots=True)
@@ -227,6 +249,16 @@ class Clash:
     winner: Claim
     detected_at: float
     state: Literal["pending", "withdrawn", "accepted"] = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalPiece:
+    """A usable piece of the locally-allocated set (§4.1): what MAASs may be given.
+    ``active`` is False for a deprecated prefix (no new addresses from it)."""
+
+    prefix: Prefix
+    expires: int
+    active: bool
 
 
 class RequestRefused(Exception):
@@ -268,6 +300,7 @@ class ClaimEngine:
         self._denied_size: dict[DomainId, float] = {}
         self._started = False
         self._now = 0.0
+        self.demand: Demand | None = None  # None: hold initial_size (module docstring)
         self._events: list[EngineEvent] = []
         self._outbox: dict[str, list[Claim]] = {}
 
@@ -333,7 +366,7 @@ class ClaimEngine:
             if alloc.expires <= now:
                 self._drop_allocation(alloc, "expired")  # §4.2
             elif self._renewal_due(alloc):
-                self._schedule_renewal(alloc)
+                self._renew_or_shrink(alloc)
         self.cache.purge(now)
         for table in (self._denied_lifetime, self._denied_size):
             for key in [k for k, until in table.items() if until <= now]:
@@ -404,19 +437,9 @@ class ClaimEngine:
         space = self._claim_space(alloc.kind, alloc.parent)
         if not any(covers(s, larger) for s in space):
             raise RequestRefused(f"{larger} is not inside the space {prefix} was claimed from")
-        if any(overlaps(p, larger) for p in self._occupied(alloc.kind, ignore=alloc.prefix)):
+        if any(overlaps(p, larger) for p in self._occupied_around(alloc.kind, alloc.prefix)):
             raise RequestRefused(f"the other half of {larger} is not free")
-        self.scheduled.append(
-            ScheduledClaim(
-                at=self._claim_time(),
-                kind=alloc.kind,
-                size=larger.num_addresses,
-                lifetime=_u32(self.config.claim_lifetime),
-                purpose="expand",
-                prefix=larger,
-                extends=prefix,
-            )
-        )
+        self._schedule_expansion(alloc)
         return self._finish()
 
     def release(self, prefix: Prefix, *, now: float) -> list[EngineEvent]:
@@ -437,11 +460,63 @@ class ClaimEngine:
                 raise RequestRefused(
                     f"{prefix} has sub-ranges claimed by children or for local use"
                 )
+        inner = [
+            a.prefix
+            for a in self.allocations.values()
+            if a is not alloc and a.kind is alloc.kind and covers(prefix, a.prefix)
+        ]
+        if inner:
+            # A WITHDRAW of the whole would cut them too (§11.7.3).
+            raise RequestRefused(
+                f"{prefix} contains {', '.join(map(str, inner))}, still held; "
+                f"let {prefix} expire instead"
+            )
         # Same timestamp, lifetime and holdtime as our PREFIX_IN_USE: the WITHDRAW is held
         # exactly as long as the prefix would have been.
         withdraw = alloc.announcement(ClaimType.WITHDRAW, self.config.local_domain)
         self._originate(withdraw, parent=alloc.parent)
         self._drop_allocation(alloc, "released")
+        return self._finish()
+
+    def set_demand(self, demand: Demand | None, *, now: float) -> list[EngineEvent]:
+        """The MAASs' demand for the locally-allocated set (§17.1.2: "constantly monitors
+        the demand"); None returns to holding ``initial_size``."""
+        self._begin(now)
+        self.demand = demand
+        return self._finish()
+
+    def restore(
+        self,
+        allocations: Iterable[Allocation],
+        pending: Iterable[PendingClaim],
+        *,
+        now: float,
+    ) -> list[EngineEvent]:
+        """§13: state read back from stable storage after a restart, before :meth:`start`.
+
+        Unexpired prefixes are ours again and defended: their announcements go into the
+        cache, so every session that comes up hears them (§11.8).  A claim whose Claim-Timer
+        was still running goes on with its original timestamp, which keeps its place in any
+        collision (§5.1.1); one whose timer ran out while we were down is dropped, because
+        we could not hear collisions meanwhile (docs/conformance.md)."""
+        self._begin(now)
+        for alloc in allocations:
+            if alloc.expires <= now:
+                continue
+            self.allocations[(alloc.kind, alloc.prefix)] = alloc
+            self._announce(alloc)
+            self._events.append(
+                PrefixAllocated(
+                    alloc.prefix, alloc.kind, alloc.expires, int(alloc.origin_node), "restored"
+                )
+            )
+        for claim in pending:
+            if claim.deadline <= now or any(
+                p.claim.prefix == claim.claim.prefix and p.kind is claim.kind for p in self.pending
+            ):
+                continue
+            self.pending.append(claim)
+            self._originate(claim.claim, parent=claim.parent)
         return self._finish()
 
     def resolve_clash(self, clash_id: int, *, withdraw: bool, now: float) -> list[EngineEvent]:
@@ -472,6 +547,25 @@ class ClaimEngine:
     def usable(self, alloc: Allocation, *, now: float | None = None) -> list[Prefix]:
         """What of ``alloc`` may be used: the prefix minus withdrawn ranges (§11.7.3)."""
         return self._usable_of(alloc, self._now if now is None else now)
+
+    def local_pieces(self, *, now: float | None = None) -> list[LocalPiece]:
+        """The locally-allocated set as disjoint pieces with their end of lifetime: what the
+        shell splits between the MAASs.  Where a deprecated prefix and an active one overlap
+        (a shrink renewed one half, §17.1.5), the active one wins."""
+        when = self._now if now is None else now
+        kind = LOCAL if self.non_leaf else DOMAIN
+        cuts = self._withdrawn_ranges(kind, when)
+        held = sorted(
+            (a for a in self.allocations.values() if a.kind is kind and a.expires > when),
+            key=lambda a: (not a.renewing, -a.expires),
+        )
+        pieces: list[LocalPiece] = []
+        taken: list[Prefix] = list(cuts)
+        for alloc in held:
+            for piece in subtract([alloc.prefix], taken):
+                pieces.append(LocalPiece(piece, alloc.expires, alloc.renewing))
+            taken.append(alloc.prefix)
+        return sorted(pieces, key=lambda p: (int(p.prefix.network_address), p.prefix.prefixlen))
 
     def parent_space(self, parent: DomainId, *, now: float | None = None) -> list[Prefix]:
         """The space a parent manages, as we know it (global pool for TLD_ID)."""
@@ -964,9 +1058,9 @@ class ClaimEngine:
                 claim.origin_domain == local
                 and claim.type is ClaimType.PREFIX_IN_USE
                 and pending.extends is not None
-                and covers(mine.prefix, claim.prefix)
+                and (covers(mine.prefix, claim.prefix) or claim.prefix == pending.extends)
             ):
-                continue  # our own prefix that this renewal / expansion extends
+                continue  # our own prefix that this renewal / expansion / shrink extends
             if (claim.origin_node, claim.timestamp) == (mine.origin_node, mine.timestamp):
                 continue  # our own claim coming back
             if wins(claim, mine):
@@ -1200,20 +1294,28 @@ class ClaimEngine:
         return self._now + delay
 
     def _plan(self) -> None:
-        """Claim space when the domain needs it and may claim (§5.1, §12.2)."""
+        """Claim space when the domain needs it and may claim (§5.1, §12.2, §17.1.2)."""
         cfg, now = self.config, self._now
-        if cfg.initial_size <= 0:
-            return
         for kind in (DOMAIN, LOCAL):
             if kind is LOCAL and not self.non_leaf:
                 continue
-            if now < self._blocked_until[kind] or self._usable(kind, now) or self._claiming(kind):
+            if now < self._blocked_until[kind]:
                 continue
+            if self._demand_for(kind) is None and (self._claiming(kind) or self._expanding(kind)):
+                continue  # holding initial_size: one claim at a time
             if kind is DOMAIN and not self._eligible_parents():
                 continue
             if kind is LOCAL and not self._usable(DOMAIN, now):
                 continue
-            if kind is LOCAL and self._no_room_for(LOCAL, cfg.initial_size):
+            grow = self._growth(kind)
+            if grow is None:
+                continue
+            if grow.expand is not None:
+                alloc = self.allocations.get((kind, grow.expand))
+                if alloc is not None:
+                    self._schedule_expansion(alloc)
+                continue
+            if kind is LOCAL and self._no_room_for(LOCAL, grow.size):
                 # §12.2 / §5.3: the children took the managed space; grow it to make room.
                 self._expand_for_room()
                 continue
@@ -1221,43 +1323,152 @@ class ClaimEngine:
                 ScheduledClaim(
                     at=self._claim_time(),
                     kind=kind,
-                    size=cfg.initial_size,
+                    size=grow.size,
                     lifetime=_u32(cfg.claim_lifetime),
                     purpose="new",
+                    replaces=grow.replaces,
+                    automatic=True,
                 )
             )
 
+    @property
+    def _horizon(self) -> float:
+        """§17.1.2: how long until a claim started now is usable."""
+        return self.config.waiting_period + self.config.initiate_claim_delay
+
+    def _demand_for(self, kind: SpaceKind) -> Demand | None:
+        """The demand on ``kind`` space: the MAASs' on the locally-allocated set; for the
+        managed set of a non-leaf domain, what its children and its own LOCAL space hold
+        (§12.2: the parent sees only their claims)."""
+        if self.demand is None:
+            return None
+        if kind is LOCAL or not self.non_leaf:
+            return self.demand
+        now = self._now
+        held = sum(a.prefix.num_addresses for a in self.allocations.values() if a.kind is LOCAL)
+        children = sum(
+            e.claim.prefix.num_addresses
+            for e in self.cache.live(now)
+            if e.claim.origin_role is Role.CHILD
+            and e.claim.origin_domain != self.config.local_domain
+            and e.claim.type is ClaimType.PREFIX_IN_USE
+            and not self._released(e)
+        )
+        return Demand(in_use=held + children)
+
+    def _held(self, kind: SpaceKind) -> list[Held]:
+        now = self._now
+        return [
+            Held(a.prefix, a.renewing, self._doubles(a))
+            for a in self.allocations.values()
+            if a.kind is kind and a.expires > now and self._usable_of(a, now)
+        ]
+
+    def _doubles(self, alloc: Allocation) -> bool:
+        """§5.3, §17.1.1: the prefix can double in place (our own, and its buddy free)."""
+        if alloc.origin_node != self.config.local_node or alloc.prefix.prefixlen == 0:
+            return False
+        space = self._claim_space(alloc.kind, alloc.parent)
+        return can_double(alloc.prefix, space, self._occupied_around(alloc.kind, alloc.prefix))
+
+    def _occupied_around(self, kind: SpaceKind, prefix: Prefix) -> list[Prefix]:
+        """What stops ``prefix`` doubling: :meth:`_occupied`, less our own prefixes inside
+        the doubled prefix, which it aggregates (§17.1.4: "both prefixes can be
+        automatically aggregated")."""
+        larger = prefix.supernet()
+        ours = [
+            a.prefix
+            for a in self.allocations.values()
+            if a.kind is kind and a.renewing and covers(larger, a.prefix)
+        ]
+        return [
+            p for p in self._occupied(kind, ignore=prefix) if not any(covers(o, p) for o in ours)
+        ]
+
+    def _growth(self, kind: SpaceKind) -> Grow | None:
+        """What to add to ``kind`` space now, if anything (Appendix A)."""
+        cfg, now = self.config, self._now
+        demand = self._demand_for(kind)
+        usable = self._usable(kind, now)
+        if demand is None:
+            # No demand reported: hold initial_size (§12.2, App. B).
+            return None if usable or cfg.initial_size <= 0 else Grow(cfg.initial_size)
+        if self._pending_growth(kind):
+            return None  # one growth claim at a time: see below
+        held = self._held(kind)
+        if plan_growth(held, 0, demand, self._horizon, cfg.allocator) is None:
+            grow = None  # §17.1.2: what is held lasts beyond one waiting period
+        else:
+            # The next claim can start only once this one is allocated, one horizon from
+            # now, and needs another to be usable: size this one for the demand two
+            # horizons ahead, so growth never waits (docs/conformance.md).
+            grow = plan_growth(held, 0, demand, 2 * self._horizon, cfg.allocator)
+        if not usable and cfg.initial_size > 0:
+            # App. B: the first claim is at least the initial claim size.
+            size = max(cfg.initial_size, grow.size if grow is not None else 0)
+            return Grow(size)
+        return grow
+
+    def _pending_growth(self, kind: SpaceKind) -> int:
+        """Addresses that claims under way (new ones and expansions) will add to ``kind``
+        space."""
+        planned = [(s.purpose, s.size) for s in self.scheduled if s.kind is kind]
+        planned += [
+            (p.purpose, p.claim.prefix.num_addresses) for p in self.pending if p.kind is kind
+        ]
+        return sum(
+            size if purpose == "new" else size // 2
+            for purpose, size in planned
+            if purpose in ("new", "expand")
+        )
+
+    def _expanding(self, kind: SpaceKind) -> bool:
+        return any(s.kind is kind and s.purpose == "expand" for s in self.scheduled) or any(
+            p.kind is kind and p.purpose == "expand" for p in self.pending
+        )
+
+    def _schedule_expansion(self, alloc: Allocation) -> None:
+        """§5.3: claim the prefix twice the size of ``alloc``'s that contains it."""
+        self._schedule_on(alloc, alloc.prefix.supernet(), "expand")
+
+    def _schedule_on(self, alloc: Allocation, prefix: Prefix, purpose: Purpose) -> None:
+        """A CLAIM_TO_EXPAND of ``prefix`` extending ``alloc``: renewal (§5.2), expansion
+        (§5.3) or shrink (§17.1.5), after the §5.1 a) random delay."""
+        self.scheduled.append(
+            ScheduledClaim(
+                at=self._claim_time(),
+                kind=alloc.kind,
+                size=prefix.num_addresses,
+                lifetime=_u32(self.config.claim_lifetime),
+                purpose=purpose,
+                prefix=prefix,
+                extends=alloc.prefix,
+            )
+        )
+
     def _no_room_for(self, kind: SpaceKind, size: int) -> bool:
         space = self._claim_space(kind, self.config.local_domain)
-        return choose_free(space, self._occupied(kind), size, self.rng) is None
+        return self._choose(kind, space, size) is None
+
+    def _choose(self, kind: SpaceKind, space: list[Prefix], size: int) -> Prefix | None:
+        """Appendix A: a free prefix of ``size`` in ``space``, next to ours if possible."""
+        near = [a.prefix for a in self.allocations.values() if a.kind is kind and a.renewing]
+        return choose_prefix(
+            space,
+            self._occupied(kind),
+            size,
+            self.rng,
+            strategy=self.config.allocator.strategy,
+            near=near,
+        )
 
     def _expand_for_room(self) -> None:
         """Schedule a §5.3 expansion of a DOMAIN prefix of ours whose other half is free."""
-        if any(s.purpose == "expand" for s in self.scheduled) or any(
-            p.purpose == "expand" for p in self.pending
-        ):
+        if self._expanding(DOMAIN) or self._expanding(LOCAL):
             return
         for alloc in sorted(self.allocations.values(), key=lambda a: a.prefix.prefixlen):
-            if alloc.kind is not DOMAIN or alloc.origin_node != self.config.local_node:
-                continue
-            if alloc.prefix.prefixlen == 0:
-                continue
-            larger = alloc.prefix.supernet()
-            space = self._claim_space(DOMAIN, alloc.parent)
-            if any(covers(s, larger) for s in space) and not any(
-                overlaps(p, larger) for p in self._occupied(DOMAIN, ignore=alloc.prefix)
-            ):
-                self.scheduled.append(
-                    ScheduledClaim(
-                        at=self._claim_time(),
-                        kind=DOMAIN,
-                        size=larger.num_addresses,
-                        lifetime=_u32(self.config.claim_lifetime),
-                        purpose="expand",
-                        prefix=larger,
-                        extends=alloc.prefix,
-                    )
-                )
+            if alloc.kind is DOMAIN and alloc.renewing and self._doubles(alloc):
+                self._schedule_expansion(alloc)
                 return
         self._blocked_until[LOCAL] = self._now + max(self.config.initiate_claim_delay, 1.0)
 
@@ -1348,12 +1559,13 @@ class ClaimEngine:
         """§5.1 b): send the claim and start its Claim-Timer."""
         cfg, now, kind = self.config, self._now, scheduled.kind
         # This claim has left self.scheduled, so _claiming sees only the others.
-        if (
-            scheduled.purpose == "new"
-            and scheduled.prefix is None
-            and (self._usable(kind, now) or self._claiming(kind))
-        ):
-            return  # §5.1 a): no longer needed
+        if scheduled.purpose == "new" and scheduled.prefix is None:
+            if scheduled.automatic and self._demand_for(kind) is not None:
+                needed = self._growth(kind) is not None
+            else:
+                needed = not (self._claiming(kind) or self._usable(kind, now))
+            if not needed:
+                return  # §5.1 a): no longer needed
         parents: list[DomainId | None]
         if kind is LOCAL:
             parents = [cfg.local_domain]
@@ -1372,15 +1584,18 @@ class ClaimEngine:
         for parent in parents:
             space = self._claim_space(kind, parent)
             if scheduled.prefix is not None:
-                taken = self._occupied(kind, ignore=scheduled.extends)
+                if scheduled.purpose == "expand" and scheduled.extends is not None:
+                    taken = self._occupied_around(kind, scheduled.extends)
+                else:
+                    taken = self._occupied(kind, ignore=scheduled.extends)
                 ok = any(covers(s, scheduled.prefix) for s in space) and not any(
                     overlaps(p, scheduled.prefix) for p in taken
                 )
-                if ok or scheduled.purpose == "renew":
+                if ok or scheduled.purpose in ("renew", "shrink"):
                     chosen = (parent, scheduled.prefix)
                     break
             else:
-                prefix = choose_free(space, self._occupied(kind), scheduled.size, self.rng)
+                prefix = self._choose(kind, space, scheduled.size)
                 if prefix is not None:
                     chosen = (parent, prefix)
                     break
@@ -1425,6 +1640,7 @@ class ClaimEngine:
                 purpose=scheduled.purpose,
                 deadline=claim.timestamp + cfg.waiting_period,
                 extends=scheduled.extends,
+                replaces=scheduled.replaces,
             )
         )
         self._events.append(ClaimSent(claim, kind, scheduled.purpose))
@@ -1471,6 +1687,7 @@ class ClaimEngine:
                 # lifetime instead of growing with every renewal past what peers accept
                 # (§8.3 Claim Holdtime Too Long; docs/conformance.md).
                 alloc.timestamp, alloc.lifetime = claim.timestamp, claim.lifetime
+            alloc.renewed_at = self._now
         else:
             alloc = Allocation(
                 prefix=claim.prefix,
@@ -1481,11 +1698,26 @@ class ClaimEngine:
                 origin_node=cfg.local_node,
                 allocated_at=self._now,
             )
-            if pending.extends is not None:
-                old = self.allocations.get((kind, pending.extends))
-                if old is not None:
-                    self._drop_allocation(old, "replaced")
+            old = self.allocations.get((kind, pending.extends)) if pending.extends else None
+            if old is not None and pending.purpose == "shrink":
+                # §17.1.5: the half is renewed; the rest of the old prefix ends with it.
+                self._deprecate(old, "shrunk")
+            elif old is not None:
+                self._drop_allocation(old, "replaced")
+            if pending.purpose == "expand":
+                # §17.1.4: our prefixes inside the doubled one are aggregated into it.
+                for inner in [
+                    a
+                    for a in self.allocations.values()
+                    if a.kind is kind and covers(claim.prefix, a.prefix)
+                ]:
+                    self._drop_allocation(inner, "replaced")
             self.allocations[(kind, claim.prefix)] = alloc
+            for prefix in pending.replaces:
+                # §17.1.4: the new larger prefix takes over; stop re-claiming the old ones.
+                older = self.allocations.get((kind, prefix))
+                if older is not None and older is not alloc:
+                    self._deprecate(older, "replaced")
         self._announce(alloc)
         self._events.append(
             PrefixAllocated(
@@ -1561,11 +1793,16 @@ class ClaimEngine:
         cfg = self.config
         least = cfg.waiting_period + cfg.initiate_claim_delay
         lead = max(least, alloc.lifetime / 2)
-        return alloc.expires - lead
+        # §17.1.6: re-claimed every renew_interval (48 hours), or earlier as above.  Counted
+        # from when the last claim finished, not from its timestamp: with the RFC's 48-hour
+        # waiting period the latter would start the next renewal at once.
+        since = alloc.allocated_at if alloc.renewed_at is None else alloc.renewed_at
+        return min(alloc.expires - lead, since + cfg.allocator.renew_interval)
 
     def _may_renew(self, alloc: Allocation) -> bool:
         return (
-            alloc.origin_node == self.config.local_node
+            alloc.renewing
+            and alloc.origin_node == self.config.local_node
             and not any(p.extends == alloc.prefix for p in self.pending)
             and not any(s.extends == alloc.prefix for s in self.scheduled)
             and bool(self._usable_of(alloc, self._now))
@@ -1578,20 +1815,39 @@ class ClaimEngine:
             and self._now >= alloc.renew_retry_at
         )
 
-    def _schedule_renewal(self, alloc: Allocation) -> None:
-        if any(s.extends == alloc.prefix for s in self.scheduled):
+    def _renew_or_shrink(self, alloc: Allocation) -> None:
+        """§17.1.5-6: at a renewal, renew the prefix whole, renew its better-used half, or
+        let it expire, as the demand says; never below ``initial_size`` held."""
+        demand = self._demand_for(alloc.kind)
+        if demand is None:
+            self._schedule_renewal(alloc)
             return
-        self.scheduled.append(
-            ScheduledClaim(
-                at=self._claim_time(),
-                kind=alloc.kind,
-                size=alloc.prefix.num_addresses,
-                lifetime=_u32(self.config.claim_lifetime),
-                purpose="renew",
-                prefix=alloc.prefix,
-                extends=alloc.prefix,
+        held = self._held(alloc.kind)
+        keep = plan_renewal(alloc.prefix, held, demand, self._horizon, self.config.allocator)
+        floor = self.config.initial_size
+        if keep is None:
+            rest = (
+                sum(h.prefix.num_addresses for h in held if h.renewing) - alloc.prefix.num_addresses
             )
-        )
+            if rest < floor:
+                keep = alloc.prefix
+        elif keep != alloc.prefix and keep.num_addresses < floor:
+            keep = alloc.prefix
+        if keep is None:
+            self._deprecate(alloc, "under-used")
+        elif keep == alloc.prefix:
+            self._schedule_renewal(alloc)
+        else:
+            self._schedule_on(alloc, keep, "shrink")
+
+    def _deprecate(self, alloc: Allocation, reason: str) -> None:
+        if alloc.renewing:
+            alloc.renewing = False
+            self._events.append(PrefixDeprecated(alloc.prefix, alloc.kind, alloc.expires, reason))
+
+    def _schedule_renewal(self, alloc: Allocation) -> None:
+        if not any(s.extends == alloc.prefix for s in self.scheduled):
+            self._schedule_on(alloc, alloc.prefix, "renew")
 
     # --- propagation ---------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class GribRemove:
 class ClaimSent:
     claim: Claim
     kind: SpaceKind
-    purpose: str  # "new", "renew", "expand"
+    purpose: str  # "new", "renew", "expand", "shrink"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,18 @@ class PrefixGone:
 
     prefix: Prefix
     kind: SpaceKind
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixDeprecated:
+    """The domain stops renewing the prefix and lets it expire (RFC 2909 §17.1.4
+    consolidation, §17.1.5 shrink): addresses in use may stay until ``expires``, but no new
+    ones are handed out of it.  ``reason`` is "replaced", "under-used" or "shrunk"."""
+
+    prefix: Prefix
+    kind: SpaceKind
+    expires: int
     reason: str
 
 
@@ -138,6 +150,7 @@ EngineEvent = (
     | ClaimCancelled
     | PrefixAllocated
     | PrefixGone
+    | PrefixDeprecated
     | RangeWithdrawn
     | ClashDetected
     | LeafModeChanged

@@ -3,17 +3,26 @@
 MASC domains hold *sets* of addresses: the managed set, the locally-allocated set, a
 parent's PREFIX_MANAGED space minus what siblings claim.  These helpers keep such sets as
 lists of disjoint prefixes of one family, which is what the claim engine and the G-RIB need.
-The choice of *which* free prefix to claim lives here in its simplest form (best fit); the
-Appendix A allocator replaces it.
+The simplest choice of *which* free prefix to claim (best fit) lives here too; the Appendix A
+allocator (:mod:`masc.protocol.allocation`) builds on it.
+
+Set differences are computed on integers, not prefix objects: each set becomes sorted,
+merged half-open runs ``[start, stop)`` per address width, one sweep subtracts, and each
+free run is cut back into its maximal aligned blocks.  That is O(n log n) in the number of
+prefixes, which matters to a parent holding thousands of children's sub-allocations
+(``benchmarks/allocator.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Network, IPv6Network, collapse_addresses, ip_network
+from collections.abc import Iterable, Iterator, Sequence
+from ipaddress import IPv4Network, IPv6Network, collapse_addresses
 from typing import Protocol
 
 from masc.protocol.wire.messages import Prefix
+
+# A free run of addresses: (address width in bits, first address, one past the last).
+FreeRun = tuple[int, int, int]
 
 
 class Randomness(Protocol):
@@ -48,20 +57,76 @@ def collapse(prefixes: Iterable[Prefix]) -> list[Prefix]:
     return out
 
 
-def subtract(space: Iterable[Prefix], removed: Iterable[Prefix]) -> list[Prefix]:
-    """``space`` minus ``removed``, as disjoint prefixes."""
-    result = collapse(space)
-    for cut in collapse(removed):
-        nxt: list[Prefix] = []
-        for piece in result:
-            if covers(cut, piece):
-                continue
-            if covers(piece, cut):
-                nxt.extend(piece.address_exclude(cut))  # type: ignore[arg-type]
+def prefix_at(width: int, start: int, prefixlen: int) -> Prefix:
+    """The prefix of ``prefixlen`` at integer address ``start`` in a ``width``-bit family."""
+    if width == 32:
+        return IPv4Network((start, prefixlen))
+    return IPv6Network((start, prefixlen))
+
+
+def _runs(prefixes: Iterable[Prefix]) -> dict[int, list[tuple[int, int]]]:
+    """Per address width, the addresses of ``prefixes`` as sorted, merged half-open runs."""
+    by_width: dict[int, list[tuple[int, int]]] = {}
+    for p in prefixes:
+        start = int(p.network_address)
+        size = 1 << (p.max_prefixlen - p.prefixlen)
+        by_width.setdefault(p.max_prefixlen, []).append((start, start + size))
+    for width, runs in by_width.items():
+        runs.sort()
+        merged: list[tuple[int, int]] = []
+        for start, stop in runs:
+            if merged and start <= merged[-1][1]:  # overlapping or touching: one run
+                if stop > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], stop)
             else:
-                nxt.append(piece)
-        result = nxt
-    return sorted(result, key=lambda p: (int(p.network_address), p.prefixlen))
+                merged.append((start, stop))
+        by_width[width] = merged
+    return by_width
+
+
+def free_runs(space: Iterable[Prefix], removed: Iterable[Prefix]) -> list[FreeRun]:
+    """``space`` minus ``removed`` as maximal runs of addresses, sorted by (width, start)."""
+    cuts = _runs(removed)
+    out: list[FreeRun] = []
+    for width, runs in sorted(_runs(space).items()):
+        holes = cuts.get(width, [])
+        i = 0
+        for start, stop in runs:
+            # Holes are sorted and disjoint, and so are the runs: one forward sweep.
+            while i < len(holes) and holes[i][1] <= start:
+                i += 1
+            j = i
+            while start < stop and j < len(holes) and holes[j][0] < stop:
+                if holes[j][0] > start:
+                    out.append((width, start, holes[j][0]))
+                start = max(start, holes[j][1])
+                j += 1
+            if start < stop:
+                out.append((width, start, stop))
+    return out
+
+
+def aligned_blocks(start: int, stop: int, width: int) -> Iterator[tuple[int, int]]:
+    """The maximal aligned blocks of ``[start, stop)``, in address order, as ``(start, k)``
+    for a block of 2**k addresses: the fewest prefixes with exactly these addresses."""
+    while start < stop:
+        k = (start & -start).bit_length() - 1 if start else width
+        k = min(k, (stop - start).bit_length() - 1)
+        yield start, k
+        start += 1 << k
+
+
+def subtract(space: Iterable[Prefix], removed: Iterable[Prefix]) -> list[Prefix]:
+    """``space`` minus ``removed``, as disjoint prefixes (the fewest), sorted."""
+    runs = free_runs(space, removed)
+    result = [
+        prefix_at(width, block, width - k)
+        for width, start, stop in runs
+        for block, k in aligned_blocks(start, stop, width)
+    ]
+    if len({width for width, _, _ in runs}) > 1:  # one family comes out sorted already
+        result.sort(key=lambda p: (int(p.network_address), p.prefixlen))
+    return result
 
 
 def intersection(a: Prefix, b: Prefix) -> Prefix | None:
@@ -75,9 +140,12 @@ def intersection(a: Prefix, b: Prefix) -> Prefix | None:
 
 def prefix_length_for(size: int, max_prefixlen: int) -> int:
     """The prefix length of a block of at least ``size`` addresses."""
-    if size <= 1:
-        return max_prefixlen
-    return max_prefixlen - (size - 1).bit_length()
+    return max_prefixlen - host_bits_for(size)
+
+
+def host_bits_for(size: int) -> int:
+    """``k`` of the smallest block of 2**k addresses holding ``size`` addresses."""
+    return (size - 1).bit_length() if size > 1 else 0
 
 
 def choose_free(
@@ -91,16 +159,24 @@ def choose_free(
     Best fit: the block is carved from the smallest free prefix that can hold it, so large
     free prefixes stay whole for later expansion (RFC 2909 §17.1.1 aims at the same);
     among equally small free prefixes one is drawn at random so that domains choosing at
-    once rarely collide.
+    once rarely collide.  This is ``Strategy.BEST_FIT`` of :mod:`masc.protocol.allocation`.
     """
     if not space:
         return None
-    length = prefix_length_for(size, space[0].max_prefixlen)
-    free = [p for p in subtract(space, occupied) if p.prefixlen <= length]
-    if not free:
+    need = host_bits_for(size)
+    best = -1  # k of the smallest fitting free block so far
+    candidates: list[tuple[int, int]] = []  # (width, start), in address order
+    for width, start, stop in free_runs(space, occupied):
+        if need > width or stop - start < 1 << need:
+            continue
+        for block, k in aligned_blocks(start, stop, width):
+            if k < need or (best != -1 and k > best):
+                continue
+            if k != best:
+                best, candidates = k, []
+            candidates.append((width, block))
+    if not candidates:
         return None
-    best = max(p.prefixlen for p in free)
-    candidates = [p for p in free if p.prefixlen == best]
-    chosen = candidates[rng.randrange(0, len(candidates))]
-    # The lowest aligned block: same network address, longer mask.
-    return ip_network((chosen.network_address, length))
+    width, block = candidates[rng.randrange(0, len(candidates))]
+    # The lowest aligned block of the chosen free prefix: same start, longer mask.
+    return prefix_at(width, block, width - need)

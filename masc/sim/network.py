@@ -53,6 +53,8 @@ import trio.testing
 from masc.daemon.domain import DomainRunner
 from masc.daemon.grib import RecordingExporter
 from masc.daemon.peer import PeerRunner, Stream
+from masc.maas.grants import GrantConfig, GrantEvent, GrantTable
+from masc.protocol.allocation import AllocatorConfig, Demand, Strategy
 from masc.protocol.constants import (
     HOLDTIME,
     INITIATE_CLAIM_DELAY,
@@ -125,11 +127,23 @@ SHORT_TIMERS: Final = SimTimers(
 
 @dataclass(frozen=True, slots=True)
 class SimEvent:
-    """One engine event, when (Unix seconds) and where it happened."""
+    """One engine event, when (Unix seconds) and where it happened; ``turn`` counts the
+    inputs the node's runner had handled (events of one input share it)."""
 
     time: float
     node: str
     event: EngineEvent
+    turn: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SimGrantEvent:
+    """One grant-table event handed to a node's MAASs (see :class:`SimEvent`)."""
+
+    time: float
+    node: str
+    event: GrantEvent
+    turn: int = 0
 
 
 class _TappedEngine(ClaimEngine):
@@ -161,6 +175,9 @@ class _TappedEngine(ClaimEngine):
 
     def update_received(self, key: str, update: Update, *, now: float) -> list[EngineEvent]:
         return self._seen(super().update_received(key, update, now=now), now)
+
+    def set_demand(self, demand: Demand | None, *, now: float) -> list[EngineEvent]:
+        return self._seen(super().set_demand(demand, now=now), now)
 
     def handle_timer(self, *, now: float) -> list[EngineEvent]:
         return self._seen(super().handle_timer(now=now), now)
@@ -202,6 +219,12 @@ class SimNetwork:
     domain's ``demand`` as the engine's initial size, and randomness derived from ``seed``,
     the node and its incarnation.  ``record`` keeps every engine event but the UPDATEs in
     :attr:`events`.
+
+    With ``maas`` every node splits its locally-allocated space between MAASs as the daemon
+    does (a :class:`~masc.maas.grants.GrantTable` in its runner); :meth:`maas_register`,
+    :meth:`maas_usage` and :meth:`maas_request` act as a MAAS on the API would, and
+    :attr:`grant_events` records what the MAASs were told.  ``allocator`` is every engine's
+    Appendix A configuration.
     """
 
     def __init__(
@@ -212,9 +235,14 @@ class SimNetwork:
         policy: Policy | None = None,
         seed: int = 0,
         record: bool = True,
+        allocator: AllocatorConfig | None = None,
+        maas: GrantConfig | None = None,
     ) -> None:
         self.topology = topology
         self.timers = timers
+        self.allocator = allocator if allocator is not None else AllocatorConfig()
+        self.maas = maas
+        self.grant_events: list[SimGrantEvent] = []
         self.policy = policy if policy is not None else Policy()
         self.seed = seed
         self.record = record
@@ -245,6 +273,7 @@ class SimNetwork:
             claim_lifetime=t.claim_lifetime,
             initial_size=domain.demand,
             policy=self.policy,
+            allocator=self.allocator,
         )
 
     def session_config(self, node: str, index: int) -> SessionConfig:
@@ -318,7 +347,21 @@ class SimNetwork:
 
         engine = _TappedEngine(self.engine_config(name), rng=rng, tap=tap)
         grib = RecordingExporter()
-        domain = DomainRunner(engine, clock=self.now, grib=grib)
+        grants = None
+        if self.maas is not None:
+            grants = GrantTable(
+                self.maas,
+                rng=random.Random(f"{self.seed}/{name}/{incarnation}/grants"),
+                strategy=Strategy(self.allocator.strategy),
+            )
+        domain = DomainRunner(engine, clock=self.now, grib=grib, grants=grants)
+
+        def told(events: object) -> None:
+            assert isinstance(events, list | tuple)
+            now, turn = self.now(), domain.turns
+            self.grant_events += [SimGrantEvent(now, name, e, turn) for e in events]
+
+        domain.on_grant_events = told
         runners = {}
         for index, link in self.topology.links_of(name):
             peer, role = self._far_end(link, name)
@@ -389,7 +432,11 @@ class SimNetwork:
 
     def _record(self, node: str, events: list[EngineEvent], now: float) -> None:
         if self.record:
-            self.events += [SimEvent(now, node, e) for e in events if not isinstance(e, SendUpdate)]
+            sim = self._nodes.get(node)
+            turn = sim.domain.turns if sim is not None else 0
+            self.events += [
+                SimEvent(now, node, e, turn) for e in events if not isinstance(e, SendUpdate)
+            ]
 
     # --- faults ----------------------------------------------------------------------------
 
@@ -456,6 +503,42 @@ class SimNetwork:
             stream.receive_stream.close()
 
     # --- requests --------------------------------------------------------------------------
+
+    # --- MAASs (with ``maas``) ---------------------------------------------------------------
+
+    def grants(self, node: str) -> GrantTable:
+        table = self._node(node).domain.grants
+        if table is None:
+            raise SimError("the network was built without maas=GrantConfig(...)")
+        return table
+
+    async def maas_register(self, node: str, name: str, scopes: tuple[str, ...] = ()) -> None:
+        """A MAAS registers with ``node`` (the API's ``register``)."""
+        table, domain = self.grants(node), self._node(node).domain
+        await domain.run_in(lambda now: domain.grant_events(table.register(name, scopes, now=now)))
+
+    async def maas_usage(
+        self,
+        node: str,
+        name: str,
+        in_use: int,
+        rate: float = 0.0,
+        by_prefix: dict[Prefix, int] | None = None,
+    ) -> None:
+        """A MAAS reports its usage (the API's ``usage``)."""
+        table, domain = self.grants(node), self._node(node).domain
+        await domain.run_in(
+            lambda now: domain.grant_events(
+                table.report_usage(
+                    name, in_use=in_use, rate=rate, by_prefix=by_prefix or {}, now=now
+                )
+            )
+        )
+
+    async def maas_request(self, node: str, name: str, size: int) -> None:
+        """A MAAS asks for ``size`` more addresses (the API's ``request``)."""
+        table, domain = self.grants(node), self._node(node).domain
+        await domain.run_in(lambda now: domain.grant_events(table.request(name, size, now=now)))
 
     async def call(self, node: str, fn: EngineCall) -> None:
         """Run ``fn(engine, now)`` in ``node``'s engine task, as the control socket does;

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import random
-from ipaddress import IPv6Network
+from ipaddress import IPv4Network, IPv6Network
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from masc.protocol.space import (
+    aligned_blocks,
     choose_free,
     collapse,
     covers,
+    free_runs,
+    host_bits_for,
     intersection,
     overlaps,
+    prefix_at,
     prefix_length_for,
     subtract,
 )
@@ -109,6 +115,73 @@ def test_subtract_several_cuts_from_several_pieces_is_sorted_and_disjoint() -> N
     assert collapse(got) == nets("239.192.0.128/25", "239.192.1.0/24", "239.192.2.0/24")
 
 
+def test_subtract_merges_touching_space_and_touching_cuts() -> None:
+    got = subtract(
+        nets("239.192.0.0/24", "239.192.1.0/24", "239.192.2.0/23"),
+        nets("239.192.1.0/25", "239.192.1.128/25"),
+    )
+    assert got == nets("239.192.0.0/24", "239.192.2.0/23")
+
+
+def test_subtract_ipv6_and_mixed_families() -> None:
+    v6 = IPv6Network("ff3e::/32")
+    got = subtract([v6, net4("239.192.0.0/23")], [IPv6Network("ff3e::/33"), net4("239.192.0.0/24")])
+    assert got == [net4("239.192.1.0/24"), IPv6Network("ff3e:0:8000::/33")]
+    whole = IPv6Network("::/0")
+    assert subtract([whole], []) == [whole]
+    assert subtract([net4("0.0.0.0/0")], [net4("128.0.0.0/1")]) == nets("0.0.0.0/1")
+
+
+def test_free_runs_are_maximal_half_open_ranges_per_width() -> None:
+    got = free_runs(nets("239.192.0.0/22"), nets("239.192.1.0/24", "239.192.3.0/25"))
+    base = int(net4("239.192.0.0/32").network_address)
+    assert got == [
+        (32, base, base + 256),
+        (32, base + 512, base + 768),
+        (32, base + 896, base + 1024),
+    ]
+
+
+def test_aligned_blocks_are_the_fewest_prefixes_of_a_range() -> None:
+    assert list(aligned_blocks(3, 14, 32)) == [(3, 0), (4, 2), (8, 2), (12, 1)]
+    assert list(aligned_blocks(0, 1 << 32, 32)) == [(0, 32)]
+    assert list(aligned_blocks(5, 5, 32)) == []
+
+
+def test_prefix_at_builds_either_family() -> None:
+    assert prefix_at(32, 0xEFC00000, 10) == net4("239.192.0.0/10")
+    assert prefix_at(128, 0xFF3E << 112, 16) == IPv6Network("ff3e::/16")
+    assert prefix_at(128, 5, 128) == IPv6Network("::5/128")  # a small integer stays IPv6
+
+
+small_prefixes = st.builds(
+    lambda length, offset: IPv4Network(
+        (0xEFC0_0000 + (offset >> (32 - length) << (32 - length)), length)
+    ),
+    st.integers(22, 32),
+    st.integers(0, 1023),
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(space=st.lists(small_prefixes, max_size=6), removed=st.lists(small_prefixes, max_size=12))
+def test_s4_1_subtract_matches_address_sets(space: list[Prefix], removed: list[Prefix]) -> None:
+    """The sweep gives exactly the addresses of ``space`` not in ``removed``, as the fewest
+    disjoint prefixes, sorted: what the prefix-by-prefix version gave."""
+
+    def addresses(prefixes: list[Prefix]) -> set[int]:
+        return {
+            int(a)
+            for p in prefixes
+            for a in (p.network_address + i for i in range(p.num_addresses))
+        }
+
+    got = subtract(space, removed)
+    assert addresses(got) == addresses(space) - addresses(removed)
+    assert collapse(got) == got  # disjoint, fewest, sorted
+    assert sum(p.num_addresses for p in got) == len(addresses(got))
+
+
 # --- prefix_length_for / choose_free -----------------------------------------------------------
 
 
@@ -117,6 +190,7 @@ def test_subtract_several_cuts_from_several_pieces_is_sorted_and_disjoint() -> N
 )
 def test_prefix_length_for_rounds_up_to_a_power_of_two(size: int, length: int) -> None:
     assert prefix_length_for(size, 32) == length
+    assert host_bits_for(size) == 32 - length
 
 
 def test_choose_free_returns_an_aligned_block_of_the_size() -> None:
@@ -143,6 +217,12 @@ def test_choose_free_draws_at_random_among_equally_small_blocks() -> None:
     assert choose_free(space, [], 256, rng) == net4("239.192.2.0/24")
     assert rng.spans == [2]
     assert choose_free(space, [], 256, FirstChoice()) == net4("239.192.0.0/24")
+
+
+def test_choose_free_ipv6() -> None:
+    space = [IPv6Network("ff3e::/32")]
+    got = choose_free(space, [IPv6Network("ff3e::/33")], 1 << 90, FirstChoice())
+    assert got == IPv6Network("ff3e:0:8000::/38")
 
 
 def test_choose_free_none_when_full_or_too_small() -> None:

@@ -1,0 +1,1 @@
+"""Tests of masc.maas: grant table and MAAS client."""
