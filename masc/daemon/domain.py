@@ -25,15 +25,16 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import trio
 
+from masc.api.maas import MaasError
 from masc.daemon import state
 from masc.daemon.grib import GribExporter
 from masc.daemon.peer import PeerRunner
 from masc.maas.grants import GrantEvent, GrantTable, Space
-from masc.protocol.engine import ClaimEngine, Neighbor
+from masc.protocol.engine import ClaimEngine, Neighbor, RequestRefused
 from masc.protocol.events import (
     ClaimCancelled,
     ClaimSent,
@@ -56,6 +57,11 @@ from masc.store.records import HistoryRecord
 from masc.store.sqlite import Store
 
 log = logging.getLogger("masc.domain")
+# After a restart, how long MAASs have to report their usage before the demand of those that
+# did is taken for the whole domain's (a MAAS reports at least this often; docs/maas-api.md).
+UNHEARD_GRACE: Final = 3600.0
+# What a request may be refused with and the runner carries on.
+REFUSALS: Final = (RequestRefused, LookupError, ValueError, MaasError)
 
 WallClock = Callable[[], float]
 T = TypeVar("T")
@@ -112,6 +118,11 @@ class DomainRunner:
         self.on_grant_events: Callable[[Sequence[GrantEvent]], None] | None = None
         self.registered_at: dict[str, float] = {}
         self.turns = 0  # inputs handled: events of one input are carried out in one turn
+        # MAASs restored from the store whose usage we have not heard since we started:
+        # until they report (or UNHEARD_GRACE passes) their demand is unknown, and the
+        # engine is told none rather than zero (zero would shrink the space they use).
+        self.unheard: set[str] = set()
+        self.unheard_until = 0.0
         self.runners: dict[str, PeerRunner] = {}
         self._scopes: dict[str, tuple[Prefix, ...]] = {}
         # Unbounded like the peer runners' inboxes: each peer's reads are bounded by its
@@ -152,6 +163,10 @@ class DomainRunner:
             raise call.error
         result: T = call.result
         return result
+
+    def usage_reported(self, name: str) -> None:
+        """A MAAS told us its usage: its demand is known again."""
+        self.unheard.discard(name)
 
     def grant_events(self, events: Sequence[GrantEvent]) -> None:
         """Grant-table events produced by a request (inside :meth:`run_in`): persist them,
@@ -195,6 +210,8 @@ class DomainRunner:
                 state.grants_from(snapshot.grants), [(m.name, m.scopes) for m in snapshot.maas]
             )
             self.registered_at = {m.name: m.registered_at for m in snapshot.maas}
+            self.unheard = {m.name for m in snapshot.maas}
+            self.unheard_until = now + UNHEARD_GRACE
         events = self.engine.restore(
             state.allocations_from(snapshot.allocations),
             state.pending_from(snapshot.pending, self.engine),
@@ -232,7 +249,10 @@ class DomainRunner:
         else:
             try:
                 event.result = event.fn(now)
-            except Exception as error:
+            except REFUSALS as error:
+                # A request the engine or the grant table refuses; anything else (a store
+                # error, a bug) ends the runner, and the daemon with it: carrying on with
+                # state that is not on disk would break §13's promise.
                 event.error = error
             self._settle()
             event.done.set()
@@ -285,7 +305,8 @@ class DomainRunner:
             pieces = self.engine.local_pieces(now=now)
             space = [Space(p.prefix, float(p.expires), p.active) for p in pieces]
             self._publish(self.grants.sync(space, now=now))
-            demand = self.grants.demand() if self.grants.maas() else None
+            unknown = bool(self.unheard) and now < self.unheard_until
+            demand = self.grants.demand() if self.grants.maas() and not unknown else None
             if demand == self.engine.demand:
                 return
             self._dispatch(self.engine.set_demand(demand, now=now))

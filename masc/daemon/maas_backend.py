@@ -103,6 +103,7 @@ class DomainMaasBackend:
 
     async def report_usage(self, name: str, usage: UsageReport) -> None:
         def report(now: float) -> None:
+            self.domain.usage_reported(name)
             self.domain.grant_events(
                 self.table.report_usage(
                     name,

@@ -301,6 +301,7 @@ class ClaimEngine:
         self._started = False
         self._now = 0.0
         self.demand: Demand | None = None  # None: hold initial_size (module docstring)
+        self._restored_non_leaf_until = 0.0
         self._events: list[EngineEvent] = []
         self._outbox: dict[str, list[Claim]] = {}
 
@@ -503,6 +504,8 @@ class ClaimEngine:
         for alloc in allocations:
             if alloc.expires <= now:
                 continue
+            # The renewal cadence restarts with us; half the lifetime still bounds it.
+            alloc.renewed_at = max(alloc.allocated_at, now)
             self.allocations[(alloc.kind, alloc.prefix)] = alloc
             self._announce(alloc)
             self._events.append(
@@ -510,11 +513,15 @@ class ClaimEngine:
                     alloc.prefix, alloc.kind, alloc.expires, int(alloc.origin_node), "restored"
                 )
             )
+        if any(a.kind is LOCAL for a in self.allocations.values()):
+            self._restored_non_leaf_until = now + self.config.waiting_period
         for claim in pending:
             if claim.deadline <= now or any(
                 p.claim.prefix == claim.claim.prefix and p.kind is claim.kind for p in self.pending
             ):
                 continue
+            if claim.extends is not None and (claim.kind, claim.extends) not in self.allocations:
+                continue  # it extended a prefix that expired while we were down
             self.pending.append(claim)
             self._originate(claim.claim, parent=claim.parent)
         return self._finish()
@@ -549,22 +556,19 @@ class ClaimEngine:
         return self._usable_of(alloc, self._now if now is None else now)
 
     def local_pieces(self, *, now: float | None = None) -> list[LocalPiece]:
-        """The locally-allocated set as disjoint pieces with their end of lifetime: what the
-        shell splits between the MAASs.  Where a deprecated prefix and an active one overlap
-        (a shrink renewed one half, §17.1.5), the active one wins."""
+        """The locally-allocated set, per allocation, with its end of lifetime: what the
+        shell splits between the MAASs.  A deprecated prefix and its renewed half (§17.1.5)
+        both appear: a grant inside the half stays active, one across the whole is
+        deprecated, never cut short."""
         when = self._now if now is None else now
         kind = LOCAL if self.non_leaf else DOMAIN
         cuts = self._withdrawn_ranges(kind, when)
-        held = sorted(
-            (a for a in self.allocations.values() if a.kind is kind and a.expires > when),
-            key=lambda a: (not a.renewing, -a.expires),
-        )
-        pieces: list[LocalPiece] = []
-        taken: list[Prefix] = list(cuts)
-        for alloc in held:
-            for piece in subtract([alloc.prefix], taken):
-                pieces.append(LocalPiece(piece, alloc.expires, alloc.renewing))
-            taken.append(alloc.prefix)
+        pieces = [
+            LocalPiece(piece, alloc.expires, alloc.renewing)
+            for alloc in self.allocations.values()
+            if alloc.kind is kind and alloc.expires > when
+            for piece in subtract([alloc.prefix], cuts)
+        ]
         return sorted(pieces, key=lambda p: (int(p.prefix.network_address), p.prefix.prefixlen))
 
     def parent_space(self, parent: DomainId, *, now: float | None = None) -> list[Prefix]:
@@ -1001,7 +1005,8 @@ class ClaimEngine:
         key = (kind, claim.prefix)
         alloc = self.allocations.get(key)
         if alloc is None and any(
-            a.kind is kind and covers(a.prefix, claim.prefix) for a in self.allocations.values()
+            a.kind is kind and covers(a.prefix, claim.prefix) and a.timestamp >= claim.timestamp
+            for a in self.allocations.values()
         ):
             return  # an older announcement of a prefix since expanded (§5.3)
         if alloc is None:
@@ -1711,7 +1716,7 @@ class ClaimEngine:
                     for a in self.allocations.values()
                     if a.kind is kind and covers(claim.prefix, a.prefix)
                 ]:
-                    self._drop_allocation(inner, "replaced")
+                    self._drop_allocation(inner, "aggregated")
             self.allocations[(kind, claim.prefix)] = alloc
             for prefix in pending.replaces:
                 # §17.1.4: the new larger prefix takes over; stop re-claiming the old ones.
@@ -1901,6 +1906,11 @@ class ClaimEngine:
             e.claim.origin_role is Role.CHILD and e.claim.origin_domain != local
             for e in self.cache.live(self._now)
         )
+        if not non_leaf and self._now < self._restored_non_leaf_until:
+            # Restored from storage with LOCAL space: the children's claims are not stored
+            # and come back only as their sessions do (§11.8); until then the MAASs keep
+            # the LOCAL space, not the children's.
+            non_leaf = any(a.kind is LOCAL for a in self.allocations.values())
         if non_leaf != self.non_leaf:
             self.non_leaf = non_leaf
             self._events.append(LeafModeChanged(non_leaf))

@@ -86,8 +86,9 @@ class PrefixAllocated:
 
 @dataclass(frozen=True, slots=True)
 class PrefixGone:
-    """The prefix is no longer the domain's: ``reason`` is "expired" (§4.2), "released"
-    (§5.4) or "replaced" (an expansion covers it)."""
+    """The prefix is no longer the domain's as such: ``reason`` is "expired" (§4.2),
+    "released" (§5.4), "replaced" (its expansion covers it) or "aggregated" (an expansion
+    of a neighbour covers it, §17.1.4)."""
 
     prefix: Prefix
     kind: SpaceKind

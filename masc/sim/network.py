@@ -527,13 +527,16 @@ class SimNetwork:
     ) -> None:
         """A MAAS reports its usage (the API's ``usage``)."""
         table, domain = self.grants(node), self._node(node).domain
-        await domain.run_in(
-            lambda now: domain.grant_events(
+
+        def report(now: float) -> None:
+            domain.usage_reported(name)
+            domain.grant_events(
                 table.report_usage(
                     name, in_use=in_use, rate=rate, by_prefix=by_prefix or {}, now=now
                 )
             )
-        )
+
+        await domain.run_in(report)
 
     async def maas_request(self, node: str, name: str, size: int) -> None:
         """A MAAS asks for ``size`` more addresses (the API's ``request``)."""

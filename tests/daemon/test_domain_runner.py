@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from ipaddress import ip_network
+from pathlib import Path
 
 import pytest
 import trio
@@ -14,10 +15,12 @@ import trio.testing
 
 from masc.daemon.domain import DomainRunner
 from masc.daemon.grib import RecordingExporter
+from masc.maas.grants import GrantConfig, GrantTable
 from masc.protocol.constants import WAITING_PERIOD, AddressFamily
 from masc.protocol.engine import ClaimEngine, EngineConfig, RequestRefused
 from masc.protocol.events import EngineEvent
 from masc.protocol.wire.messages import DomainId, NodeId
+from masc.store.sqlite import Store
 
 EPOCH = 1_700_000_000.0
 POOL = ip_network("239.192.0.0/14")
@@ -76,3 +79,67 @@ async def test_requests_run_in_the_engine_task_and_refusals_reach_the_caller(
         assert ip_network("239.193.0.0/20") not in grib.prefixes
         assert grib.history[-1] == ("remove", ip_network("239.193.0.0/20"))
         nursery.cancel_scope.cancel()
+
+
+# --- §13: store and MAAS grants ----------------------------------------------------------
+
+
+def _stored_runner(path: Path) -> tuple[DomainRunner, GrantTable, Store]:
+    runner, _grib = _runner()
+    store = Store.open(path)
+    grants = GrantTable(GrantConfig(), rng=random.Random(3))
+    runner = DomainRunner(
+        runner.engine, clock=runner.clock, grib=runner.grib, store=store, grants=grants
+    )
+    return runner, grants, store
+
+
+async def test_s13_allocation_and_grants_are_on_disk_before_they_are_announced(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    runner, grants, store = _stored_runner(tmp_path / "state.db")
+    seen: list[tuple[str, bool]] = []
+
+    def told(events: object) -> None:
+        on_disk = {g.prefix for g in store.load().grants}
+        seen.extend((str(e.grant.prefix), str(e.grant.prefix) in on_disk) for e in events)  # type: ignore[attr-defined]
+
+    runner.on_grant_events = told
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        await runner.run_in(lambda now: runner.grant_events(grants.register("m", (), now=now)))
+        await trio.sleep(WAITING_PERIOD + 700)
+        (alloc,) = store.load().allocations
+        assert alloc.prefix in {str(p) for p in runner.grib.prefixes}  # type: ignore[attr-defined]
+        assert seen and all(on_disk for _, on_disk in seen)
+        nursery.cancel_scope.cancel()
+    store.close()
+
+
+async def test_s13_restored_maas_demand_is_unknown_until_it_reports(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """After a restart the MAASs' usage is not known: the engine is told no demand (hold
+    what it has) rather than zero (which would shrink the space the MAASs use)."""
+    runner, grants, store = _stored_runner(tmp_path / "state.db")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        await runner.run_in(lambda now: runner.grant_events(grants.register("m", (), now=now)))
+        await trio.sleep(WAITING_PERIOD + 700)
+        assert runner.engine.demand is not None
+        nursery.cancel_scope.cancel()
+    store.close()
+    runner, grants, store = _stored_runner(tmp_path / "state.db")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        assert grants.grants("m") and runner.engine.allocations
+        assert runner.engine.demand is None
+        runner.usage_reported("m")
+        await runner.run_in(
+            lambda now: runner.grant_events(
+                grants.report_usage("m", in_use=3, rate=0.0, by_prefix={}, now=now)
+            )
+        )
+        assert runner.engine.demand is not None and runner.engine.demand.in_use == 3
+        nursery.cancel_scope.cancel()
+    store.close()

@@ -151,9 +151,7 @@ def test_bad_requests_get_structured_errors_and_the_connection_stays_usable(
     assert all(a["error"]["message"] for a in answers if not a["ok"])
 
 
-def test_a_user_outside_the_sockets_group_is_denied_clearly(
-    daemon: Daemon, workdir: Path
-) -> None:
+def test_a_user_outside_the_sockets_group_is_denied_clearly(daemon: Daemon, workdir: Path) -> None:
     """The socket is 0660 root:root; an unprivileged process gets a clear error."""
     path = maas_socket(workdir)
     assert os.stat(path).st_mode & 0o777 == 0o660

@@ -108,7 +108,7 @@ def test_s17_1_5_falling_demand_renews_the_better_used_half() -> None:
     net.run_for(WAIT + 700)
     (big,) = net["x"].managed_space()
     assert big == ours.supernet()
-    low, high = big.subnets()
+    _low, high = big.subnets()
     net.clear()
     # Demand falls to 100 addresses, all of them in the upper half.
     net.call("x", "set_demand", Demand(in_use=100, by_prefix={high: 100}))
@@ -120,7 +120,8 @@ def test_s17_1_5_falling_demand_renews_the_better_used_half() -> None:
     assert (dep.prefix, dep.reason) == (big, "shrunk")
     pieces = net["x"].local_pieces()
     assert LocalPiece(high, net["x"].allocations[(DOMAIN, high)].expires, True) in pieces
-    assert any(p.prefix == low and not p.active for p in pieces)
+    # The whole stays, deprecated, until it expires: grants across it are not cut short.
+    assert LocalPiece(big, dep.expires, False) in pieces
     # The deprecated /23 is never renewed; when it ends only the /24 is left.
     net.run_for(40 * DAY)
     assert not [c for c in net.events("x", ClaimSent) if c.claim.prefix == big]
@@ -206,3 +207,51 @@ def test_release_of_a_prefix_containing_another_held_one_is_refused() -> None:
     assert (DOMAIN, high) in net["x"].allocations
     with pytest.raises(RequestRefused, match="still held"):
         net["x"].release(big, now=net.now)
+
+
+def test_s13_restore_restarts_the_renewal_cadence() -> None:
+    """renewed_at is not stored: a restored prefix is renewed one renew_interval after the
+    restart (or at half its lifetime), never at once for being old."""
+    net = world(allocator=AllocatorConfig(renew_interval=2 * DAY))
+    allocated(net)
+    (alloc,) = net["x"].allocations.values()
+    fresh = world(start=False, allocator=AllocatorConfig(renew_interval=2 * DAY))
+    later = net.now + 5 * DAY
+    fresh.now = later
+    alloc.renewed_at = None
+    fresh["x"].restore([alloc], [], now=later)
+    fresh["x"].set_demand(Demand(), now=later)
+    deadline = fresh["x"].next_deadline()
+    assert deadline is not None and deadline >= min(later + 2 * DAY, alloc.expires - WAIT - 600)
+
+
+def test_s12_2_restored_local_space_keeps_the_domain_non_leaf_until_children_return() -> None:
+    net = world()
+    ours = allocated(net)
+    (alloc,) = net["x"].allocations.values()
+    local = type(alloc)(
+        prefix=next(ours.subnets(new_prefix=28)),
+        kind=SpaceKind.LOCAL,
+        parent=alloc.parent,
+        timestamp=alloc.timestamp,
+        lifetime=alloc.lifetime,
+        origin_node=alloc.origin_node,
+        allocated_at=alloc.allocated_at,
+    )
+    fresh = world(start=False)
+    fresh.now = net.now
+    fresh["x"].restore([alloc, local], [], now=net.now)
+    assert fresh["x"].non_leaf
+    # MAASs get the LOCAL space, not the children's part of the managed space.
+    assert [p.prefix for p in fresh["x"].local_pieces()] == [local.prefix]
+
+
+def test_s13_restore_drops_a_renewal_of_a_prefix_that_expired_meanwhile() -> None:
+    net = world(allocator=AllocatorConfig(renew_interval=DAY))
+    allocated(net)
+    net.run_for(DAY + 700)
+    (renewal,) = [p for p in net["x"].pending if p.purpose == "renew"]
+    fresh = world(start=False)
+    fresh.now = net.now
+    fresh["x"].restore([], [renewal], now=net.now)
+    assert fresh["x"].pending == []

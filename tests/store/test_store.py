@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sqlite3
 import stat
+import tempfile
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -432,41 +435,78 @@ def test_s13_an_unusable_path_is_a_store_error_naming_path_and_os_error(
         Store.open(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_s13_a_read_only_file_is_a_store_error_naming_path_and_os_error(path: Path) -> None:
-    Store.open(path).close()
-    os.chmod(path, 0o400)
-    with pytest.raises(
-        StoreError, match=_about(path) + r"cannot open the store: Permission denied"
-    ):
-        Store.open(path)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_s13_an_unwritable_directory_is_a_store_error_naming_path_and_os_error(
-    tmp_path: Path,
-) -> None:
-    directory = tmp_path / "ro"
-    directory.mkdir(mode=0o500)
-    path = directory / "state.db"
-    with pytest.raises(
-        StoreError, match=_about(path) + r"cannot open the store: Permission denied"
-    ):
-        Store.open(path)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_s13_an_existing_store_in_an_unwritable_directory_is_a_clear_store_error(
-    tmp_path: Path,
-) -> None:
-    """SQLite alone would say "unable to open database file" (it cannot create the WAL)."""
-    directory = tmp_path / "ro"
-    directory.mkdir()
-    path = directory / "state.db"
-    Store.open(path).close()
-    directory.chmod(0o500)
+def unprivileged(check: Callable[[Path], None]) -> None:
+    """Run ``check(directory)`` where file permissions apply: as root (CI), in a forked
+    child that became nobody (uid/gid 65534), in a directory that child owns."""
+    base = Path(tempfile.mkdtemp(prefix="masc-store-"))
     try:
-        with pytest.raises(StoreError, match=_about(path) + "cannot open the store: its directory"):
-            Store.open(path)
+        base.chmod(0o755)
+        work = base / "work"
+        work.mkdir()
+        if os.geteuid() != 0:
+            check(work)
+            return
+        os.chown(work, 65534, 65534)
+        pid = os.fork()
+        if pid == 0:  # the child: drop privileges for good, run, report by exit status
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                check(work)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged check failed (above)"
     finally:
-        directory.chmod(0o700)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_s13_a_read_only_file_is_a_store_error_naming_path_and_os_error() -> None:
+    def check(work: Path) -> None:
+        path = work / "state.db"
+        Store.open(path).close()
+        os.chmod(path, 0o400)
+        with pytest.raises(
+            StoreError, match=_about(path) + r"cannot open the store: Permission denied"
+        ):
+            Store.open(path)
+
+    unprivileged(check)
+
+
+def test_s13_an_unwritable_directory_is_a_store_error_naming_path_and_os_error() -> None:
+    def check(work: Path) -> None:
+        directory = work / "ro"
+        directory.mkdir(mode=0o500)
+        path = directory / "state.db"
+        with pytest.raises(
+            StoreError, match=_about(path) + r"cannot open the store: Permission denied"
+        ):
+            Store.open(path)
+
+    unprivileged(check)
+
+
+def test_s13_an_existing_store_in_an_unwritable_directory_is_a_clear_store_error() -> None:
+    """SQLite alone would say "unable to open database file" (it cannot create the WAL)."""
+
+    def check(work: Path) -> None:
+        directory = work / "ro"
+        directory.mkdir()
+        path = directory / "state.db"
+        Store.open(path).close()
+        directory.chmod(0o500)
+        try:
+            with pytest.raises(
+                StoreError, match=_about(path) + "cannot open the store: its directory"
+            ):
+                Store.open(path)
+        finally:
+            directory.chmod(0o700)
+
+    unprivileged(check)
