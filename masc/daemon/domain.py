@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -164,14 +164,46 @@ class DomainRunner:
         result: T = call.result
         return result
 
-    def usage_reported(self, name: str) -> None:
-        """A MAAS told us its usage: its demand is known again."""
-        self.unheard.discard(name)
+    # --- MAAS requests (the MAAS API and the simulation both come through here) -----------
 
-    def grant_events(self, events: Sequence[GrantEvent]) -> None:
-        """Grant-table events produced by a request (inside :meth:`run_in`): persist them,
-        then hand them to the MAASs."""
-        self._publish(events)
+    async def register_maas(self, name: str, scopes: Sequence[str]) -> None:
+        """A MAAS registers: it may get its pool of space at once."""
+
+        def register(now: float) -> None:
+            self.registered_at.setdefault(name, now)
+            self._publish(self._table().register(name, scopes, now=now))
+
+        await self.run_in(register)
+
+    async def report_usage(
+        self, name: str, *, in_use: int, rate: float, by_prefix: Mapping[Prefix, int]
+    ) -> None:
+        """A MAAS reports its usage; its demand is known again (see ``unheard``)."""
+
+        def report(now: float) -> None:
+            self.unheard.discard(name)
+            table = self._table()
+            self._publish(
+                table.report_usage(name, in_use=in_use, rate=rate, by_prefix=by_prefix, now=now)
+            )
+
+        await self.run_in(report)
+
+    async def request_space(self, name: str, size: int) -> list[GrantEvent]:
+        """A MAAS asks for ``size`` more addresses; returns the grant events it caused
+        (already on disk and published)."""
+
+        def ask(now: float) -> list[GrantEvent]:
+            events = self._table().request(name, size, now=now)
+            self._publish(events)
+            return events
+
+        return await self.run_in(ask)
+
+    def _table(self) -> GrantTable:
+        if self.grants is None:
+            raise RequestRefused("this runner splits no space between MAASs")
+        return self.grants
 
     # --- the loop --------------------------------------------------------------------------
 

@@ -81,17 +81,12 @@ class DomainMaasBackend:
         self, name: str, scopes: list[str], connection: MaasConnection
     ) -> list[GrantInfo]:
         self.connections[name] = connection
-
-        def register(now: float) -> list[GrantInfo]:
-            self.domain.registered_at.setdefault(name, now)
-            self.domain.grant_events(self.table.register(name, scopes, now=now))
-            return self.grants(name)
-
         try:
-            return await self.domain.run_in(register)
+            await self.domain.register_maas(name, scopes)
         except BaseException:
             self.connections.pop(name, None)
             raise
+        return self.grants(name)
 
     def unregister(self, name: str, connection: MaasConnection) -> None:
         if self.connections.get(name) is connection:
@@ -102,19 +97,9 @@ class DomainMaasBackend:
         return [grant_info(g) for g in self.table.grants(name)]
 
     async def report_usage(self, name: str, usage: UsageReport) -> None:
-        def report(now: float) -> None:
-            self.domain.usage_reported(name)
-            self.domain.grant_events(
-                self.table.report_usage(
-                    name,
-                    in_use=usage.in_use,
-                    rate=usage.rate,
-                    by_prefix=dict(usage.by_prefix),
-                    now=now,
-                )
-            )
-
-        await self.domain.run_in(report)
+        await self.domain.report_usage(
+            name, in_use=usage.in_use, rate=usage.rate, by_prefix=usage.by_prefix
+        )
 
     async def request(self, name: str, size: int) -> RequestResult:
         if size > self.max_request:
@@ -122,14 +107,8 @@ class DomainMaasBackend:
                 "bad_request", f"size {size} is more than the whole address family holds"
             )
 
-        def ask(now: float) -> RequestResult:
-            events = self.table.request(name, size, now=now)
-            self.domain.grant_events(events)
-            granted = [
-                grant_info(e.grant)
-                for e in events
-                if isinstance(e, Granted) and e.grant.maas == name
-            ]
-            return RequestResult(granted=granted, outstanding=self.table.outstanding(name))
-
-        return await self.domain.run_in(ask)
+        events = await self.domain.request_space(name, size)
+        granted = [
+            grant_info(e.grant) for e in events if isinstance(e, Granted) and e.grant.maas == name
+        ]
+        return RequestResult(granted=granted, outstanding=self.table.outstanding(name))

@@ -514,8 +514,8 @@ class SimNetwork:
 
     async def maas_register(self, node: str, name: str, scopes: tuple[str, ...] = ()) -> None:
         """A MAAS registers with ``node`` (the API's ``register``)."""
-        table, domain = self.grants(node), self._node(node).domain
-        await domain.run_in(lambda now: domain.grant_events(table.register(name, scopes, now=now)))
+        self.grants(node)
+        await self._node(node).domain.register_maas(name, scopes)
 
     async def maas_usage(
         self,
@@ -526,22 +526,15 @@ class SimNetwork:
         by_prefix: dict[Prefix, int] | None = None,
     ) -> None:
         """A MAAS reports its usage (the API's ``usage``)."""
-        table, domain = self.grants(node), self._node(node).domain
-
-        def report(now: float) -> None:
-            domain.usage_reported(name)
-            domain.grant_events(
-                table.report_usage(
-                    name, in_use=in_use, rate=rate, by_prefix=by_prefix or {}, now=now
-                )
-            )
-
-        await domain.run_in(report)
+        self.grants(node)
+        await self._node(node).domain.report_usage(
+            name, in_use=in_use, rate=rate, by_prefix=by_prefix or {}
+        )
 
     async def maas_request(self, node: str, name: str, size: int) -> None:
         """A MAAS asks for ``size`` more addresses (the API's ``request``)."""
-        table, domain = self.grants(node), self._node(node).domain
-        await domain.run_in(lambda now: domain.grant_events(table.request(name, size, now=now)))
+        self.grants(node)
+        await self._node(node).domain.request_space(name, size)
 
     async def call(self, node: str, fn: EngineCall) -> None:
         """Run ``fn(engine, now)`` in ``node``'s engine task, as the control socket does;

@@ -97,7 +97,7 @@ def _stored_runner(path: Path) -> tuple[DomainRunner, GrantTable, Store]:
 async def test_s13_allocation_and_grants_are_on_disk_before_they_are_announced(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
-    runner, grants, store = _stored_runner(tmp_path / "state.db")
+    runner, _grants, store = _stored_runner(tmp_path / "state.db")
     seen: list[tuple[str, bool]] = []
 
     def told(events: object) -> None:
@@ -107,7 +107,7 @@ async def test_s13_allocation_and_grants_are_on_disk_before_they_are_announced(
     runner.on_grant_events = told
     async with trio.open_nursery() as nursery:
         await nursery.start(runner.run)
-        await runner.run_in(lambda now: runner.grant_events(grants.register("m", (), now=now)))
+        await runner.register_maas("m", ())
         await trio.sleep(WAITING_PERIOD + 700)
         (alloc,) = store.load().allocations
         assert alloc.prefix in {str(p) for p in runner.grib.prefixes}  # type: ignore[attr-defined]
@@ -124,7 +124,7 @@ async def test_s13_restored_maas_demand_is_unknown_until_it_reports(
     runner, grants, store = _stored_runner(tmp_path / "state.db")
     async with trio.open_nursery() as nursery:
         await nursery.start(runner.run)
-        await runner.run_in(lambda now: runner.grant_events(grants.register("m", (), now=now)))
+        await runner.register_maas("m", ())
         await trio.sleep(WAITING_PERIOD + 700)
         assert runner.engine.demand is not None
         nursery.cancel_scope.cancel()
@@ -134,12 +134,7 @@ async def test_s13_restored_maas_demand_is_unknown_until_it_reports(
         await nursery.start(runner.run)
         assert grants.grants("m") and runner.engine.allocations
         assert runner.engine.demand is None
-        runner.usage_reported("m")
-        await runner.run_in(
-            lambda now: runner.grant_events(
-                grants.report_usage("m", in_use=3, rate=0.0, by_prefix={}, now=now)
-            )
-        )
+        await runner.report_usage("m", in_use=3, rate=0.0, by_prefix={})
         assert runner.engine.demand is not None and runner.engine.demand.in_use == 3
         nursery.cancel_scope.cancel()
     store.close()
