@@ -12,6 +12,7 @@ import json
 import sys
 from dataclasses import asdict, is_dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from masc.config import ConfigError, config_warnings, load_config
@@ -88,7 +89,11 @@ def _run(path: str, log_format: str, log_level: str) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    log = configure(log_level, log_format)
+    log = configure(
+        log_level,
+        log_format,
+        context={"local_domain": cfg.local.domain_id, "node": str(cfg.local.node_id)},
+    )
     for warning in config_warnings(cfg):
         log.warning(
             "%s: %s",
@@ -97,7 +102,7 @@ def _run(path: str, log_format: str, log_level: str) -> int:
             extra={"event": "config_warning", "key": warning.key, "warning": warning.message},
         )
     try:
-        trio.run(run_daemon, cfg)
+        trio.run(run_daemon, cfg, Path(path))
     except (OSError, ExceptionGroup) as error:
         # Start-up failures (an address that cannot be bound, a control socket in use)
         # reach us wrapped in trio's exception groups; anything else is a bug: re-raise.

@@ -47,4 +47,13 @@ def config_warnings(config: MascConfig) -> list[ConfigWarning]:
                         "block where every IPv4 scope zone lies (RFC 2365 §6, RFC 5771 §10)",
                     )
                 )
+    listen = config.metrics.listen
+    if listen is not None and not listen[0].is_loopback:
+        found.append(
+            ConfigWarning(
+                "metrics.listen",
+                f"{listen[0]} is not a loopback address: the metrics endpoint has no "
+                "authentication, so anyone who can reach it reads the daemon's state",
+            )
+        )
     return found

@@ -76,6 +76,7 @@ __all__ = [
     "LocalConfig",
     "MaasConfig",
     "MascConfig",
+    "MetricsConfig",
     "Network",
     "PeerConfig",
     "PolicyConfig",
@@ -258,6 +259,30 @@ def _parse_mode(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
         raise ValueError(f"must be a file mode between 0000 and 0777, got {value!r}")
     return value
+
+
+def _parse_listen(value: object) -> object:
+    """``"127.0.0.1:9587"`` or ``"[::1]:9587"`` -> (address, port)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f'must be "ADDRESS:PORT" such as "127.0.0.1:9587", got {value!r}')
+    host, sep, port_text = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f'an IPv6 address is written in brackets: "[::1]:9587", got {value!r}')
+    try:
+        address = ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(
+            f'must be "ADDRESS:PORT" with a numeric address, such as "127.0.0.1:9587", '
+            f"got {value!r}"
+        ) from None
+    if not sep or not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1..65535, got {value!r}")
+    return (address, port)
 
 
 def _pair(value: object) -> object:
@@ -507,9 +532,38 @@ class AllocationConfig(_Model):
 
 
 class ControlConfig(_Model):
-    """``[control]``: the mascctl control socket."""
+    """``[control]``: the mascctl control sockets.
+
+    Who may steer the daemon is decided by file permissions, never by a TCP listener: the
+    full socket (show, actions, reload) is owner-only by default; the optional read-only
+    socket answers only ``show`` verbs, for monitoring agents that must not change state.
+    """
 
     socket: FilePath = Path("/run/masc/control.sock")
+    mode: Annotated[int, BeforeValidator(_parse_mode)] = 0o600
+    # The socket's group (a name or a gid); omitted = the daemon's own group.
+    group: str | Annotated[int, Field(strict=True, ge=0)] | None = None
+    readonly_socket: FilePath | None = None
+    readonly_mode: Annotated[int, BeforeValidator(_parse_mode)] = 0o660
+    readonly_group: str | Annotated[int, Field(strict=True, ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if self.readonly_socket is not None and self.readonly_socket == self.socket:
+            raise KeyedProblems(
+                [(("readonly_socket",), f"must differ from socket ({self.socket})")]
+            )
+        return self
+
+
+class MetricsConfig(_Model):
+    """``[metrics]``: an optional Prometheus text endpoint (``GET /metrics``).
+
+    Off unless ``listen`` is given.  Meant for loopback (a local Prometheus or node agent);
+    any other address is allowed but warned about (``config_warnings``).
+    """
+
+    listen: Annotated[tuple[Address, int] | None, BeforeValidator(_parse_listen)] = None
 
 
 class MaasConfig(_Model):
@@ -759,6 +813,7 @@ class MascConfig(_Model):
     control: ControlConfig = Field(default_factory=ControlConfig)
     maas: MaasConfig = Field(default_factory=MaasConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     peers: tuple[PeerConfig, ...] = ()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -34,6 +35,7 @@ from masc.daemon import state
 from masc.daemon.grib import GribExporter
 from masc.daemon.peer import PeerRunner
 from masc.maas.grants import GrantEvent, GrantTable, Space
+from masc.protocol.constants import ClaimType
 from masc.protocol.engine import ClaimEngine, Neighbor, RequestRefused
 from masc.protocol.events import (
     ClaimCancelled,
@@ -118,6 +120,9 @@ class DomainRunner:
         self.on_grant_events: Callable[[Sequence[GrantEvent]], None] | None = None
         self.registered_at: dict[str, float] = {}
         self.turns = 0  # inputs handled: events of one input are carried out in one turn
+        # What happened since start, for metrics: "claims_sent:<TYPE>", "collisions",
+        # "clashes", "allocated", "deprecated", "gone:<reason>".
+        self.counts: Counter[str] = Counter()
         # MAASs restored from the store whose usage we have not heard since we started:
         # until they report (or UNHEARD_GRACE passes) their demand is unknown, and the
         # engine is told none rather than zero (zero would shrink the space they use).
@@ -134,6 +139,13 @@ class DomainRunner:
         self.runners[runner.key] = runner
         self._scopes[runner.key] = scope_boundary
         runner.listener = self
+
+    def detach(self, runner: PeerRunner) -> None:
+        """Forget a session removed by a reload (its SessionDown has already been queued,
+        so the engine hears it before this runner goes)."""
+        if self.runners.get(runner.key) is runner:
+            del self.runners[runner.key]
+            self._scopes.pop(runner.key, None)
 
     # --- SessionListener (called from peer runner tasks; only queue) ---------------------
 
@@ -199,6 +211,19 @@ class DomainRunner:
             return events
 
         return await self.run_in(ask)
+
+    async def forget_maas(self, name: str) -> list[GrantEvent]:
+        """The operator drops a MAAS that will not come back: its grants are revoked
+        ("released") and its space returns to the pool (docs/maas-api.md)."""
+
+        def forget(now: float) -> list[GrantEvent]:
+            events = self._table().forget(name)
+            self.registered_at.pop(name, None)
+            self.unheard.discard(name)
+            self._publish(events)
+            return events
+
+        return await self.run_in(forget)
 
     def _table(self) -> GrantTable:
         if self.grants is None:
@@ -311,7 +336,24 @@ class DomainRunner:
             elif isinstance(event, GribRemove):
                 self.grib.remove(event.prefix)
             else:
+                self._count(event)
                 _log_event(event)
+
+    def _count(self, event: EngineEvent) -> None:
+        if isinstance(event, ClaimSent):
+            self.counts[f"claims_sent:{event.claim.type.name}"] += 1
+        elif isinstance(event, ClaimCancelled) and event.winner is not None:
+            # §5.1 c): another claim won; a parent's CLAIM_DENIED (§8.3) is not a collision.
+            denied = event.winner.type is ClaimType.CLAIM_DENIED
+            self.counts["denials" if denied else "collisions"] += 1
+        elif isinstance(event, ClashDetected):
+            self.counts["clashes"] += 1
+        elif isinstance(event, PrefixAllocated):
+            self.counts["allocated"] += 1
+        elif isinstance(event, PrefixDeprecated):
+            self.counts["deprecated"] += 1
+        elif isinstance(event, PrefixGone):
+            self.counts[f"gone:{event.reason}"] += 1
 
     def _persist(self, events: Sequence[EngineEvent]) -> None:
         if self.store is None:

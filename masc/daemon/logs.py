@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 LOGGER_NAME: Final = "masc"
@@ -52,12 +53,32 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(level: str = "info", fmt: str = "text") -> logging.Logger:
-    """Send the daemon's logs to stderr in ``fmt`` ("text" or "json")."""
+class _Context(logging.Filter):
+    """Stamps every record with the node's own identity (``local_domain``, ``node``), so
+    that logs of several daemons shipped to one place can be told apart."""
+
+    def __init__(self, context: Mapping[str, object]) -> None:
+        super().__init__()
+        self.context = dict(context)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.context.items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def configure(
+    level: str = "info", fmt: str = "text", context: Mapping[str, object] | None = None
+) -> logging.Logger:
+    """Send the daemon's logs to stderr in ``fmt`` ("text" or "json"), each record carrying
+    ``context`` (in JSON; the text format names peers only, to stay readable)."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if context:
+        handler.addFilter(_Context(context))
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False

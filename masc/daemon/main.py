@@ -16,27 +16,34 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from pathlib import Path
 from typing import Final
 
 import trio
 
 import masc
-from masc.config import MascConfig, PeerConfig, Relation
+from masc.api.control import ReloadResult
+from masc.config import ConfigError, MascConfig, PeerConfig, Relation, config_warnings, load_config
 from masc.daemon.control import ControlServer
 from masc.daemon.domain import DomainRunner
+from masc.daemon.errors import ReloadRefused, UnknownPeer
 from masc.daemon.grib import RecordingExporter
 from masc.daemon.maas import MaasServer
 from masc.daemon.maas_backend import DomainMaasBackend
+from masc.daemon.metrics import metrics_registry, serve_metrics
 from masc.daemon.peer import PeerRunner
-from masc.maas.grants import GrantConfig, GrantTable
-from masc.protocol.allocation import AllocatorConfig, Strategy
-from masc.protocol.constants import HOLDTIME
-from masc.protocol.engine import ClaimEngine, ClashResolution, EngineConfig, Policy
+from masc.daemon.reload import ReloadPlan, plan_reload
+from masc.daemon.sdnotify import Notifier, run_watchdog
+from masc.daemon.settings import engine_config, grant_config, session_config
+from masc.maas.grants import GrantTable
+from masc.protocol.allocation import Strategy
+from masc.protocol.engine import ClaimEngine
 from masc.protocol.errors import ProtocolError
-from masc.protocol.open_checks import SessionConfig, select_session
+from masc.protocol.open_checks import select_session
 from masc.protocol.session import State
-from masc.protocol.wire import DomainId, NodeId, Notification, Open, decode, encode
+from masc.protocol.wire import Notification, Open, decode, encode
 from masc.protocol.wire.framing import Framer
 from masc.store.sqlite import Store
 
@@ -48,72 +55,7 @@ _SHUTDOWN_GRACE: Final = 6.0
 _MAX_IDENTIFYING: Final = 16
 
 
-def session_config(cfg: MascConfig, peer: PeerConfig) -> SessionConfig:
-    """The sans-IO session's view of one configured peer."""
-    hold = cfg.hold_time_for(peer)
-    return SessionConfig(
-        local_domain=DomainId(cfg.local.domain_id),
-        local_node=NodeId(int(cfg.local.node_id)),
-        family=cfg.local.family,
-        peer_role=peer.relation.role,
-        peer_domain=DomainId(peer.domain_id),
-        parent_domain_ids=tuple(DomainId(p) for p in cfg.parent_domain_ids),
-        session_parent=(
-            DomainId(cfg.sibling_parent(peer)) if peer.relation is Relation.SIBLING else None
-        ),
-        hold_time=hold,
-        connect_retry=cfg.timers.connect_retry,
-        passive=peer.passive,
-        restart_backoff_initial=cfg.timers.restart_backoff_initial,
-        restart_backoff_max=cfg.timers.restart_backoff_max,
-        open_hold_time=float(max(hold, HOLDTIME)),
-    )
-
-
-def engine_config(cfg: MascConfig) -> EngineConfig:
-    """The claim engine's view of the configuration."""
-    p = cfg.policy
-    return EngineConfig(
-        local_domain=DomainId(cfg.local.domain_id),
-        local_node=NodeId(int(cfg.local.node_id)),
-        family=cfg.local.family,
-        parent_domain_ids=tuple(DomainId(d) for d in cfg.parent_domain_ids),
-        global_pool=tuple(cfg.local.global_pool),
-        waiting_period=cfg.timers.waiting_period,
-        initiate_claim_delay=cfg.timers.initiate_claim_delay,
-        clock_skew_grace=cfg.timers.clock_skew_grace,
-        claim_lifetime=cfg.allocation.claim_lifetime,
-        initial_size=cfg.allocation.initial_size,
-        allocator=AllocatorConfig(
-            target_utilization=cfg.allocation.target_utilization,
-            max_prefixes=cfg.allocation.max_prefixes,
-            renew_interval=cfg.allocation.renew_interval,
-            strategy=Strategy(cfg.allocation.strategy),
-        ),
-        policy=Policy(
-            clash_resolution=ClashResolution(p.clash_resolution),
-            max_child_lifetime=p.max_child_lifetime,
-            min_child_lifetime=p.min_child_lifetime,
-            min_child_prefix_size=p.min_child_prefix_size,
-            max_child_prefix_size=p.max_child_prefix_size,
-            child_soft_threshold=p.child_soft_threshold,
-            child_hard_threshold=p.child_hard_threshold,
-            timestamp_tolerance=p.timestamp_tolerance,
-            max_claim_holdtime=p.max_claim_holdtime,
-            min_claim_holdtime=p.min_claim_holdtime,
-            restore_from=frozenset(r.role for r in p.restore_from),
-        ),
-    )
-
-
-def grant_config(cfg: MascConfig) -> GrantConfig:
-    """How the locally-allocated set is split between MAASs."""
-    return GrantConfig(
-        target_utilization=cfg.allocation.target_utilization,
-        horizon=cfg.maas.grant_horizon,
-        expiry_warning=cfg.maas.expiry_warning,
-        min_grant=cfg.maas.min_grant,
-    )
+PeerKey = tuple[str, int | None]  # (address, common parent for a sibling), as cfg.peer_key
 
 
 def session_key(peer: PeerConfig, parent: int | None) -> str:
@@ -131,12 +73,20 @@ class Daemon:
         *,
         clock: Callable[[], float] = time.time,
         store: Store | None = None,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = cfg = config
-        self.runners: dict[tuple[str, int | None], PeerRunner] = {}
-        self.peers: dict[tuple[str, int | None], PeerConfig] = {}
+        self.config_path = config_path  # what a reload re-reads
+        self.runners: dict[PeerKey, PeerRunner] = {}
+        self.peers: dict[PeerKey, PeerConfig] = {}
         self.by_address: dict[IPv4Address | IPv6Address, list[PeerRunner]] = {}
         self.started_at = time.time()
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_reload: float | None = None
+        self.notifier = notifier or Notifier(None)  # run_daemon passes systemd's
+        self._reload_lock = trio.Lock()
         self._shutdown_requested = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()  # cancelled first at shutdown
@@ -154,21 +104,38 @@ class Daemon:
             self.engine, clock=clock, grib=self.grib, store=store, grants=self.grants
         )
         self.maas_backend = DomainMaasBackend(cfg, self.domain, self.grants)
-        local = cfg.local.listen[0] if cfg.local.listen else None
         for peer in cfg.peers:
-            key = cfg.peer_key(peer)
-            runner = PeerRunner(
-                session_config(cfg, peer),
-                address=peer.address,
-                port=peer.port,
-                local_address=None if local is None or local.is_unspecified else local,
-                label=f"{peer.domain_id} {peer.relation.value}",
-                key=session_key(peer, key[1]),
-            )
-            self.domain.attach(runner, scope_boundary=tuple(peer.scope_boundary))
-            self.runners[key] = runner
-            self.peers[key] = peer
-            self.by_address.setdefault(peer.address, []).append(runner)
+            self._add_peer(peer)
+
+    def _add_peer(self, peer: PeerConfig) -> PeerRunner:
+        """A runner for ``peer``'s session, attached to the engine (not yet running)."""
+        cfg = self.config
+        key = cfg.peer_key(peer)
+        local = cfg.local.listen[0] if cfg.local.listen else None
+        runner = PeerRunner(
+            session_config(cfg, peer),
+            address=peer.address,
+            port=peer.port,
+            local_address=None if local is None or local.is_unspecified else local,
+            label=f"{peer.domain_id} {peer.relation.value}",
+            key=session_key(peer, key[1]),
+        )
+        self.domain.attach(runner, scope_boundary=tuple(peer.scope_boundary))
+        self.runners[key] = runner
+        self.peers[key] = peer
+        self.by_address.setdefault(peer.address, []).append(runner)
+        return runner
+
+    def _remove_peer(self, key: PeerKey) -> PeerRunner:
+        """Forget a session at once: a connection from its address is refused from now on."""
+        runner = self.runners.pop(key)
+        peer = self.peers.pop(key)
+        left = [r for r in self.by_address.get(peer.address, []) if r is not runner]
+        if left:
+            self.by_address[peer.address] = left
+        else:
+            self.by_address.pop(peer.address, None)
+        return runner
 
     # --- running -------------------------------------------------------------------------
 
@@ -187,8 +154,23 @@ class Daemon:
             )
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            control = ControlServer(self)
-            await nursery.start(control.serve, cfg.control.socket)
+            ctl = cfg.control
+            await nursery.start(
+                partial(ControlServer(self).serve, ctl.socket, mode=ctl.mode, group=ctl.group)
+            )
+            if ctl.readonly_socket is not None:
+                readonly = ControlServer(self, read_only=True)
+                await nursery.start(
+                    partial(
+                        readonly.serve,
+                        ctl.readonly_socket,
+                        mode=ctl.readonly_mode,
+                        group=ctl.readonly_group,
+                    )
+                )
+            if cfg.metrics.listen is not None:
+                host, port = cfg.metrics.listen
+                await nursery.start(serve_metrics, metrics_registry(self), str(host), port)
             await nursery.start(self.domain.run)
             maas = MaasServer(
                 self.maas_backend, cfg.maas.socket, mode=cfg.maas.mode, group=cfg.maas.group
@@ -199,11 +181,25 @@ class Daemon:
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, self._accepting)
             nursery.start_soon(self._start_sessions)
+            await nursery.start(run_watchdog, self.notifier, self.healthy)
             task_status.started()
+            self.notifier.ready()
+            self.notifier.status(
+                f"serving domain {cfg.local.domain_id}, {len(self.runners)} peer(s)"
+            )
             await self._shutdown_requested.wait()
+            self.notifier.stopping()
             await self._stop_all()
             nursery.cancel_scope.cancel()
         self.served.set()
+
+    async def healthy(self) -> bool:
+        """The watchdog's check: the engine's task still takes and finishes a request (a
+        live event loop alone would not show a wedged or dead runner)."""
+        try:
+            return await self.domain.run_in(lambda now: True)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
 
     def request_shutdown(self) -> None:
         self._shutdown_requested.set()
@@ -229,7 +225,7 @@ class Daemon:
         log.info("shutting down: Cease to every peer", extra={"event": "shutdown"})
         self._accepting.cancel()  # no new connections while the sessions close
         for runner in self.runners.values():
-            runner.admin(start=False, reason="shutdown")
+            runner.admin(start=False, reason="shutdown", final=True)
         with trio.move_on_after(_SHUTDOWN_GRACE):
             for runner in self.runners.values():
                 await runner.finished.wait()
@@ -323,6 +319,142 @@ class Daemon:
             index = 0
         runners[index].incoming(stream, bytes(seen))
 
+    # --- operator actions ----------------------------------------------------------------
+
+    def sessions_at(self, address: str, parent: int | None = None) -> list[PeerKey]:
+        """The configured sessions to ``address`` (one per common parent for a sibling,
+        §4.4), or only the one with common parent ``parent``."""
+        try:
+            wanted = str(ip_address(address))
+        except ValueError:
+            raise UnknownPeer(f"{address!r} is not an IP address") from None
+        keys = [k for k in self.runners if k[0] == wanted and (parent is None or k[1] == parent)]
+        if not keys:
+            which = "" if parent is None else f" with common parent {parent}"
+            raise UnknownPeer(f"no configured peer {wanted}{which}")
+        return keys
+
+    def peer_action(
+        self, address: str, action: str, *, reason: str = "", parent: int | None = None
+    ) -> list[str]:
+        """``mascctl peer ADDR up|down|reset``: Start, Stop (Cease, §8.7) or both.  A
+        stopped session stays down until ``up`` or a restart of the daemon (it is not
+        written to the configuration)."""
+        keys = self.sessions_at(address, parent)
+        why = f"operator {action}" + (f": {reason}" if reason else "")
+        for key in keys:
+            runner = self.runners[key]
+            if action == "up":
+                runner.admin(start=True, reason=why)
+            elif action == "down":
+                runner.admin(start=False, reason=why)
+            else:
+                runner.reset(reason=why)
+            log.info(
+                "peer %s: %s",
+                runner.key,
+                why,
+                extra={"event": "peer_admin", "peer": key[0], "action": action, "reason": reason},
+            )
+        return [self.runners[k].key for k in keys]
+
+    # --- reload -------------------------------------------------------------------------
+
+    async def reload(self, *, dry_run: bool = False) -> ReloadResult:
+        """Re-read the configuration file; apply it unless ``dry_run`` (module
+        :mod:`masc.daemon.reload`).  Raises :class:`ReloadRefused` and changes nothing when
+        the file does not load or needs a restart."""
+        async with self._reload_lock:
+            path = self.config_path
+            if path is None:
+                raise ReloadRefused("bad_config", "started without a configuration file")
+            try:
+                new = load_config(path)
+            except ConfigError as error:
+                self._reload_failed(str(error), dry_run)
+                raise ReloadRefused("bad_config", str(error)) from None
+            plan = plan_reload(self.config, new)
+            warnings = [f"{path}: {w}" for w in config_warnings(new)]
+            if dry_run:
+                return plan.result(applied=False, config_path=path, warnings=warnings)
+            if plan.restart_required:
+                problem = (
+                    f"{path}: {', '.join(plan.restart_required)} changed, and only a restart "
+                    "applies that; nothing was changed"
+                )
+                self._reload_failed(problem, dry_run)
+                raise ReloadRefused("restart_required", problem)
+            self.notifier.reloading()
+            try:
+                await self._apply(new, plan)
+            finally:
+                self.notifier.ready()
+            self.reloads += 1
+            self.last_reload = time.time()
+            log.info(
+                "reloaded %s: %s",
+                path,
+                ", ".join(f"{s.key[0]} {s.action}" for s in plan.peers if s.action != "no-op")
+                or "no session changed",
+                extra={"event": "reloaded", "settings": [c.key for c in plan.settings]},
+            )
+            return plan.result(applied=True, config_path=path, warnings=warnings)
+
+    def _reload_failed(self, problem: str, dry_run: bool) -> None:
+        if not dry_run:
+            self.reload_failures += 1
+        log.error(
+            "reload refused: %s", problem, extra={"event": "reload_failed", "dry_run": dry_run}
+        )
+
+    async def _apply(self, new: MascConfig, plan: ReloadPlan) -> None:
+        """Carry out a validated plan: settings first (the engine replans with them), then
+        the sessions."""
+        engine, grants = engine_config(new), grant_config(new)
+        strategy = Strategy(new.allocation.strategy)
+        await self.domain.call(lambda e, now: e.reconfigure(engine, now=now))
+        await self.domain.run_in(lambda now: self.grants.reconfigure(grants, strategy=strategy))
+        if self.store is not None:
+            self.store.set_history_limit(new.storage.history_limit)
+        self.config = new
+        self.maas_backend.config = new
+        assert self._nursery is not None
+        for step in plan.peers:
+            where = {"peer": step.key[0], "action": step.action, "changed": list(step.changed)}
+            if step.action != "no-op":
+                log.info(
+                    "reload: peer %s %s (%s)",
+                    step.key[0],
+                    step.action,
+                    step.reason,
+                    extra={"event": "reload_peer", **where},
+                )
+            if step.action == "stop":
+                runner = self._remove_peer(step.key)
+                runner.admin(start=False, reason="removed from the configuration", final=True)
+                self._nursery.start_soon(self._retire, runner)
+                continue
+            assert step.new is not None
+            if step.action == "start":
+                runner = self._add_peer(step.new)
+                await self._nursery.start(runner.run)
+                runner.admin(start=True, reason="added by reload")
+                continue
+            runner = self.runners[step.key]
+            self.peers[step.key] = step.new
+            if step.action in ("update", "reset"):
+                runner.reconfigure(session_config(new, step.new))
+                runner.port = step.new.port
+                runner.label = f"{step.new.domain_id} {step.new.relation.value}"
+                self.domain.attach(runner, scope_boundary=tuple(step.new.scope_boundary))
+            if step.action == "reset":
+                runner.reset(reason=f"configuration changed: {', '.join(step.changed)}")
+
+    async def _retire(self, runner: PeerRunner) -> None:
+        """Detach a removed session once its Cease is out and its runner has ended."""
+        await runner.finished.wait()
+        self.domain.detach(runner)
+
     # --- what the control socket shows ---------------------------------------------------
 
     def peer_rows(self) -> list[tuple[PeerConfig, PeerRunner]]:
@@ -350,18 +482,28 @@ async def _refuse_with(stream: trio.SocketStream, notification: Notification) ->
     await trio.aclose_forcefully(stream)
 
 
-async def run_daemon(config: MascConfig) -> None:
-    """``masc run``: serve until SIGTERM or SIGINT, then Cease to every peer and exit."""
+async def run_daemon(config: MascConfig, config_path: Path | None = None) -> None:
+    """``masc run``: serve until SIGTERM or SIGINT, then Cease to every peer and exit;
+    SIGHUP reloads ``config_path``."""
     store = Store.open(config.storage.path, history_limit=config.storage.history_limit)
     try:
-        await _serve_until_signal(Daemon(config, store=store))
+        daemon = Daemon(
+            config, store=store, config_path=config_path, notifier=Notifier.from_environ()
+        )
+        await _serve_until_signal(daemon)
     finally:
         store.close()
 
 
+async def _reload_on_signal(daemon: Daemon) -> None:
+    """SIGHUP: as ``mascctl reload``; the outcome goes to the log (nobody waits for it)."""
+    with contextlib.suppress(ReloadRefused):  # already logged by Daemon.reload
+        await daemon.reload()
+
+
 async def _serve_until_signal(daemon: Daemon) -> None:
     config = daemon.config
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(daemon.serve)
             log.info(
@@ -374,7 +516,11 @@ async def _serve_until_signal(daemon: Daemon) -> None:
             )
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if not daemon.shutdown_requested:
+                if signum == signal.SIGHUP:
+                    log.info("received SIGHUP: reloading", extra={"event": "signal"})
+                    if not daemon.shutdown_requested:
+                        nursery.start_soon(_reload_on_signal, daemon)
+                elif not daemon.shutdown_requested:
                     log.info("received %s", name, extra={"event": "signal"})
                     daemon.request_shutdown()
                     nursery.start_soon(_exit_when_served, daemon, nursery.cancel_scope)

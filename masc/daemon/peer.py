@@ -85,10 +85,13 @@ class _Lost:
 
 @dataclass(frozen=True, slots=True)
 class _Admin:
-    """Start or Stop from the daemon (boot, shutdown) or, later, the operator."""
+    """Start or Stop from the daemon (boot, shutdown, reload) or the operator.  ``final``
+    ends the runner once its connections have closed; ``reset`` is a Stop then a Start."""
 
     start: bool
     reason: str
+    final: bool = False
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +237,22 @@ class PeerRunner:
         """Hand over an accepted connection (and any bytes already read from it)."""
         self.inbox.send_nowait(_Incoming(stream, initial))
 
-    def admin(self, *, start: bool, reason: str) -> None:
-        self.inbox.send_nowait(_Admin(start, reason))
+    def admin(self, *, start: bool, reason: str, final: bool = False) -> None:
+        """Start, or Stop (Cease, §8.7).  A Stop with ``final`` (shutdown, or the peer was
+        removed from the configuration) also ends :meth:`run` once the connections are
+        closed; without it the runner stays, Idle, until the next Start."""
+        self.inbox.send_nowait(_Admin(start, reason, final=final))
+
+    def reset(self, *, reason: str) -> None:
+        """Cease the session and start it again at once (operator reset, or a reload that
+        changed a key the OPEN carries)."""
+        self.inbox.send_nowait(_Admin(True, reason, reset=True))
+
+    def reconfigure(self, config: SessionConfig) -> None:
+        """New settings that apply without a reset (ConnectRetry, back-off, passive): read
+        by the session from its next timer or dial on.  Keys the OPEN carries need
+        :meth:`reset` as well."""
+        self.session.config = config
 
     def send_update(self, generation: int, update: Update) -> None:
         """Queue an UPDATE for the Established connection ``generation`` (dropped if that
@@ -313,14 +330,19 @@ class PeerRunner:
                     extra=self._extra(event="connect_failed", error=event.error),
                 )
                 self._execute(session.connect_failed(now=now))
-        else:
-            if event.start:
-                self._stopping = False
+        elif event.reset:
+            if self._stopping:
+                return  # finishing: a reset must not revive the session
+            self._cancel_dial()
+            self._execute(session.stop(now=now, reason=event.reason))
+            self._execute(session.start(now=now))
+        elif event.start:
+            if not self._stopping:
                 self._execute(session.start(now=now))
-            else:
-                self._stopping = True
-                self._cancel_dial()
-                self._execute(session.stop(now=now, reason=event.reason))
+        else:
+            self._stopping = self._stopping or event.final
+            self._cancel_dial()
+            self._execute(session.stop(now=now, reason=event.reason))
 
     def _adopt(self, stream: Stream, *, outbound: bool, initial: bytes) -> None:
         if self._stopping or self._nursery is None:

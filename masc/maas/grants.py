@@ -216,6 +216,16 @@ class GrantTable:
         self._deadline_stale = True
         self._demand: Demand | None = None
 
+    def reconfigure(self, config: GrantConfig, *, strategy: Strategy) -> None:
+        """A reload's new settings: grants already made stay as they are; the next
+        placement, sizing and expiry warning use the new values."""
+        self._config = config
+        self._strategy = strategy
+        self._planner = AllocatorConfig(config.target_utilization, max_prefixes=sys.maxsize)
+        self._free_changed = True  # serve again at the next sync: sizes may differ now
+        self._deadline_stale = True
+        self._warned.clear()
+
     # -- inputs ---------------------------------------------------------------------------
 
     def restore(self, grants: Iterable[Grant], maas: Iterable[tuple[str, tuple[str, ...]]]) -> None:
@@ -369,6 +379,12 @@ class GrantTable:
             entry = self._maas.get(name)
             chosen = () if entry is None else entry.grants.values()
         return sorted(chosen, key=_grant_order)
+
+    def in_use(self, name: str) -> int:
+        """Addresses ``name`` last reported in use (0 if unknown or not reported since the
+        start: usage is not stored)."""
+        entry = self._maas.get(name)
+        return 0 if entry is None else entry.in_use
 
     def maas(self) -> dict[str, tuple[str, ...]]:
         """Known MAAS names (registered now or before, or restored) -> scopes they serve."""

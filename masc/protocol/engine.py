@@ -237,6 +237,7 @@ class ScheduledClaim:
     end_by: int | None = None  # a parent's CLAIM_DENIED said: not beyond this (§8.3)
     replaces: tuple[Prefix, ...] = ()
     automatic: bool = False  # planned by the engine from demand, not asked for
+    operator: bool = False  # asked for by the operator: sent even if space is usable
 
 
 @dataclass(slots=True)
@@ -415,6 +416,7 @@ class ClaimEngine:
                 lifetime=_u32(lifetime if lifetime is not None else self.config.claim_lifetime),
                 purpose="new",
                 prefix=prefix,
+                operator=True,
             )
         )
         return self._finish()
@@ -477,6 +479,21 @@ class ClaimEngine:
         withdraw = alloc.announcement(ClaimType.WITHDRAW, self.config.local_domain)
         self._originate(withdraw, parent=alloc.parent)
         self._drop_allocation(alloc, "released")
+        return self._finish()
+
+    def reconfigure(self, config: EngineConfig, *, now: float) -> list[EngineEvent]:
+        """A reload's new timers, policy, allocator settings and pool, applied without
+        touching sessions: claims already sent keep the timers they were sent with (their
+        holdtimes are on the wire), everything decided from now on uses the new values.
+        The node's identity and parents are not reloadable (they are in every OPEN)."""
+        old = self.config
+        fixed = ("local_domain", "local_node", "family", "parent_domain_ids")
+        changed = [name for name in fixed if getattr(old, name) != getattr(config, name)]
+        if changed:
+            raise CoreMisuse(f"{', '.join(changed)} cannot change without a restart")
+        self._begin(now)
+        self.config = config
+        self.cache.grace = config.clock_skew_grace
         return self._finish()
 
     def set_demand(self, demand: Demand | None, *, now: float) -> list[EngineEvent]:
@@ -1564,7 +1581,7 @@ class ClaimEngine:
         """§5.1 b): send the claim and start its Claim-Timer."""
         cfg, now, kind = self.config, self._now, scheduled.kind
         # This claim has left self.scheduled, so _claiming sees only the others.
-        if scheduled.purpose == "new" and scheduled.prefix is None:
+        if scheduled.purpose == "new" and scheduled.prefix is None and not scheduled.operator:
             if scheduled.automatic and self._demand_for(kind) is not None:
                 needed = self._growth(kind) is not None
             else:

@@ -292,6 +292,11 @@ class PeerSession:
         return conn.hold_time if conn else None
 
     @property
+    def admin_down(self) -> bool:
+        """Stopped (no Start since the last Stop): it neither dials nor accepts."""
+        return self._admin_down
+
+    @property
     def restart_at(self) -> float | None:
         """When the automatic restart after an error will fire, if one is pending."""
         return self._restart_at

@@ -317,6 +317,16 @@ class Store:
             history=history,
         )
 
+    def set_history_limit(self, limit: int) -> None:
+        """A reload's new ``[storage] history_limit``; a lower one prunes at once."""
+        if limit < 0:
+            raise ValueError(f"history_limit must be >= 0, not {limit}")
+        self._history_limit = limit
+        conn = self._connection()
+        if conn.execute(_HISTORY_OVER, (limit,)).fetchone() is not None:
+            with self._transaction("pruning history") as tx:
+                tx.execute(_HISTORY_PRUNE, (limit,))
+
     def history(self, prefix: str | None = None, limit: int = 100) -> list[HistoryRecord]:
         """The newest ``limit`` history records (of ``prefix`` if given), oldest first."""
         if limit < 0:

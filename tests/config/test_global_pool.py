@@ -358,7 +358,7 @@ def test_run_logs_warnings_at_start(
 
     started: list[MascConfig] = []
 
-    async def fake_run_daemon(cfg: MascConfig) -> None:
+    async def fake_run_daemon(cfg: MascConfig, path: object = None) -> None:
         started.append(cfg)
 
     monkeypatch.setattr(masc.daemon.main, "run_daemon", fake_run_daemon)

@@ -10,7 +10,7 @@ import pytest
 
 from masc.api.control import Response
 from masc.config import parse_config_text
-from masc.daemon.control import ControlServer
+from masc.daemon.control import ControlServer, _Verb
 from masc.daemon.main import Daemon
 
 CONFIG = """
@@ -26,9 +26,9 @@ domain_id = 65003
 """
 
 
-def respond(line: bytes, server: ControlServer | None = None) -> Response:
+async def respond(line: bytes, server: ControlServer | None = None) -> Response:
     server = server or ControlServer(Daemon(parse_config_text(CONFIG, source="t.toml")))
-    return Response.model_validate_json(server.respond(line))
+    return Response.model_validate_json(await server.respond(line))
 
 
 @pytest.mark.parametrize(
@@ -43,26 +43,26 @@ def respond(line: bytes, server: ControlServer | None = None) -> Response:
         (b'{"verb": "launch missiles"}', "unknown_verb"),
     ],
 )
-def test_bad_requests_get_structured_errors(line: bytes, code: str) -> None:
-    response = respond(line)
+async def test_bad_requests_get_structured_errors(line: bytes, code: str) -> None:
+    response = await respond(line)
     assert response.ok is False and response.error is not None
     assert response.error.code == code
     assert response.format_version == 1
 
 
-def test_a_failing_verb_is_an_internal_error_not_a_crash() -> None:
+async def test_a_failing_verb_is_an_internal_error_not_a_crash() -> None:
     server = ControlServer(Daemon(parse_config_text(CONFIG, source="t.toml")))
 
-    def broken(args: dict[str, Any]) -> dict[str, Any]:
+    async def broken(args: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("bug")
 
-    server._verbs["show summary"] = broken
-    response = respond(b'{"verb": "show summary"}', server)
+    server._verbs["show summary"] = _Verb(broken, read_only=True)
+    response = await respond(b'{"verb": "show summary"}', server)
     assert response.error is not None and response.error.code == "internal"
 
 
 async def test_show_peers_result_matches_the_contract() -> None:
-    result = respond(b'{"verb": "show peers"}').result
+    result = (await respond(b'{"verb": "show peers"}')).result
     assert result is not None
     (peer,) = result["peers"]
     assert {k: peer[k] for k in ("address", "relation", "domain_id", "state")} == {

@@ -172,3 +172,90 @@ async def test_runner_session_over_memory_streams_reaches_established(
         assert isinstance(message, Notification) and message.code == 4
         assert trio.current_time() - silent_from == pytest.approx(9.0)
         nursery.cancel_scope.cancel()
+
+
+def dialing_runner() -> tuple[PeerRunner, trio.MemoryReceiveChannel[trio.abc.Stream]]:
+    """An active runner whose dials hand the far end of a new memory stream to the test."""
+    far_ends, far_rx = trio.open_memory_channel[trio.abc.Stream](10)
+
+    async def connect() -> trio.abc.HalfCloseableStream:
+        ours, theirs = trio.testing.memory_stream_pair()
+        far_ends.send_nowait(theirs)
+        return ours
+
+    runner = PeerRunner(
+        config(connect_retry=5.0),
+        address=IPv4Address("127.0.0.3"),
+        port=2587,
+        local_address=None,
+        label="test",
+        connect=connect,
+    )
+    return runner, far_rx
+
+
+async def read_until_notification(peer: Peer) -> Notification:
+    while not isinstance(message := await peer.read(), Notification):
+        pass
+    return message
+
+
+async def test_s8_7_operator_down_ceases_and_keeps_the_runner_until_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner, far_ends = dialing_runner()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        first = Peer(await far_ends.receive())
+        await first.handshake(runner)
+        runner.admin(start=False, reason="operator down")
+        assert (await read_until_notification(first)).code == 7  # Cease
+        await trio.sleep(60)  # many ConnectRetry periods: a stopped session does not dial
+        assert runner.session.admin_down and runner.state is State.IDLE
+        assert not runner.finished.is_set()
+        with pytest.raises(trio.WouldBlock):
+            far_ends.receive_nowait()
+        runner.admin(start=True, reason="operator up")
+        second = Peer(await far_ends.receive())
+        assert isinstance(await second.read(), Open)
+        assert not runner.session.admin_down
+        nursery.cancel_scope.cancel()
+
+
+async def test_reset_ceases_then_opens_a_new_session_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner, far_ends = dialing_runner()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        first = Peer(await far_ends.receive())
+        await first.handshake(runner)
+        before = trio.current_time()
+        runner.reset(reason="operator reset")
+        assert (await read_until_notification(first)).code == 7
+        second = Peer(await far_ends.receive())
+        assert isinstance(await second.read(), Open)
+        assert trio.current_time() == before  # no back-off, no ConnectRetry wait
+        nursery.cancel_scope.cancel()
+
+
+async def test_final_stop_ends_the_runner_and_a_later_start_or_reset_does_not_revive_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner, far_ends = dialing_runner()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        first = Peer(await far_ends.receive())
+        await first.handshake(runner)
+        runner.admin(start=False, reason="removed", final=True)
+        runner.reset(reason="too late")
+        runner.admin(start=True, reason="too late")
+        assert (await read_until_notification(first)).code == 7
+        await first.stream.aclose()
+        with trio.fail_after(10):
+            await runner.finished.wait()
+    with pytest.raises(trio.WouldBlock):
+        far_ends.receive_nowait()

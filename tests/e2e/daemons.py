@@ -29,6 +29,7 @@ class Peer:
     domain_id: int
     parent_domain_id: int | None = None
     passive: bool = False
+    hold_time: int | None = None  # the peer's own hold_time key; None: timers.hold_time
 
 
 def addr(node: int) -> str:
@@ -45,6 +46,7 @@ def render(
     extra_local: str = "",
     extra_timers: str = "",
     extra_sections: str = "",
+    extra_control: str = "",
 ) -> str:
     lines = [
         "[local]",
@@ -60,6 +62,7 @@ def render(
         extra_timers,
         "[control]",
         f'socket = "{workdir}/{node}.control.sock"',
+        extra_control,
         "[maas]",
         f'socket = "{workdir}/{node}.maas.sock"',
         "[storage]",
@@ -78,6 +81,8 @@ def render(
             lines.append(f"parent_domain_id = {p.parent_domain_id}")
         if p.passive:
             lines.append("passive = true")
+        if p.hold_time is not None:
+            lines.append(f"hold_time = {p.hold_time}")
     return "\n".join(lines) + "\n"
 
 
