@@ -280,7 +280,7 @@ class ClaimArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     size: int = Field(ge=1, description="addresses; rounded up to a power of two")
-    lifetime: float | None = Field(default=None, gt=0, description="seconds")
+    lifetime: float | None = Field(default=None, ge=1, description="seconds")
     kind: Literal["managed", "local"] = "managed"
 
 

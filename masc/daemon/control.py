@@ -180,7 +180,7 @@ class ControlServer:
                 result = await verb.handler(request.args)
             except RequestError:
                 raise
-            except (RequestRefused, ValueError) as refusal:
+            except RequestRefused as refusal:
                 raise RequestError("refused", str(refusal)) from None
             except UnknownPeer as missing:
                 raise RequestError("not_found", str(missing)) from None
@@ -443,6 +443,9 @@ class ControlServer:
         kind = SpaceKind.DOMAIN if a.kind == "managed" else SpaceKind.LOCAL
         size = 1 << (a.size - 1).bit_length()  # a prefix holds a power of two addresses
         engine = self.daemon.engine
+        space = 1 << (8 * self.daemon.config.local.family.id_length)
+        if size > space:
+            raise RequestRefused(f"{a.size} addresses is more than the address family has")
         if kind is SpaceKind.LOCAL and not engine.non_leaf:
             raise RequestRefused(
                 "local space is claimed only by a non-leaf domain (RFC 2909 §12.2); "

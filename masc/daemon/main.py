@@ -87,6 +87,7 @@ class Daemon:
         self.last_reload: float | None = None
         self.notifier = notifier or Notifier(None)  # run_daemon passes systemd's
         self._reload_lock = trio.Lock()
+        self._held_down: set[PeerRunner] = set()  # stopped by the operator (peer ... down)
         self._shutdown_requested = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._accepting = trio.CancelScope()  # cancelled first at shutdown
@@ -209,25 +210,35 @@ class Daemon:
         return self._shutdown_requested.is_set()
 
     async def _start_sessions(self) -> None:
-        early = [k for k, p in self.peers.items() if p.relation in _EARLY]
-        late = [k for k in self.peers if k not in early]
-        for key in early:
-            self.runners[key].admin(start=True, reason="start")
+        """§12.1 order.  The runners are taken now: a reload meanwhile may remove some (they
+        are skipped) or add some (a reload starts those itself), and one the operator
+        stopped meanwhile stays stopped."""
+        early = [r for k, r in self.runners.items() if self.peers[k].relation in _EARLY]
+        late = [r for r in self.runners.values() if r not in early]
+        for runner in early:
+            self._boot(runner)
         if early and late:
             with trio.move_on_after(self.config.timers.connect_retry):
-                for key in early:
-                    await self.runners[key].established.wait()
-        for key in late:
-            self.runners[key].admin(start=True, reason="start")
+                for runner in early:
+                    await runner.established.wait()
+        for runner in late:
+            self._boot(runner)
+
+    def _boot(self, runner: PeerRunner) -> None:
+        if runner in self.runners.values() and runner not in self._held_down:
+            runner.admin(start=True, reason="start")
 
     async def _stop_all(self) -> None:
-        """Cease to every peer (§8.7) and let the NOTIFICATIONs reach the wire."""
+        """Cease to every peer (§8.7) and let the NOTIFICATIONs reach the wire.  A reload
+        under way finishes first, so every session it added is stopped too."""
         log.info("shutting down: Cease to every peer", extra={"event": "shutdown"})
         self._accepting.cancel()  # no new connections while the sessions close
-        for runner in self.runners.values():
+        async with self._reload_lock:
+            runners = list(self.runners.values())
+        for runner in runners:
             runner.admin(start=False, reason="shutdown", final=True)
         with trio.move_on_after(_SHUTDOWN_GRACE):
-            for runner in self.runners.values():
+            for runner in runners:
                 await runner.finished.wait()
 
     # --- incoming connections --------------------------------------------------------------
@@ -317,7 +328,12 @@ class Daemon:
         except _NotOpen:
             # Hand it to any of the sessions: its FSM answers a non-OPEN in OpenSent (§10).
             index = 0
-        runners[index].incoming(stream, bytes(seen))
+        runner = runners[index]
+        if runner not in self.by_address.get(runner.address, []):
+            # A reload removed that session while its OPEN was on the way.
+            self._refuse(stream, runner.address, "no longer a configured peer")
+            return
+        runner.incoming(stream, bytes(seen))
 
     # --- operator actions ----------------------------------------------------------------
 
@@ -345,11 +361,13 @@ class Daemon:
         for key in keys:
             runner = self.runners[key]
             if action == "up":
+                self._held_down.discard(runner)
                 runner.admin(start=True, reason=why)
             elif action == "down":
+                self._held_down.add(runner)
                 runner.admin(start=False, reason=why)
             else:
-                runner.reset(reason=why)
+                runner.reset(reason=why)  # a stopped session stays stopped
             log.info(
                 "peer %s: %s",
                 runner.key,
@@ -365,6 +383,8 @@ class Daemon:
         :mod:`masc.daemon.reload`).  Raises :class:`ReloadRefused` and changes nothing when
         the file does not load or needs a restart."""
         async with self._reload_lock:
+            if self.shutdown_requested:
+                raise ReloadRefused("busy", "the daemon is shutting down")
             path = self.config_path
             if path is None:
                 raise ReloadRefused("bad_config", "started without a configuration file")
@@ -410,12 +430,12 @@ class Daemon:
     async def _apply(self, new: MascConfig, plan: ReloadPlan) -> None:
         """Carry out a validated plan: settings first (the engine replans with them), then
         the sessions."""
+        if self.store is not None:  # the one step that may fail (StoreError): first
+            self.store.set_history_limit(new.storage.history_limit)
         engine, grants = engine_config(new), grant_config(new)
         strategy = Strategy(new.allocation.strategy)
         await self.domain.call(lambda e, now: e.reconfigure(engine, now=now))
         await self.domain.run_in(lambda now: self.grants.reconfigure(grants, strategy=strategy))
-        if self.store is not None:
-            self.store.set_history_limit(new.storage.history_limit)
         self.config = new
         self.maas_backend.config = new
         assert self._nursery is not None
@@ -431,6 +451,7 @@ class Daemon:
                 )
             if step.action == "stop":
                 runner = self._remove_peer(step.key)
+                self._held_down.discard(runner)
                 runner.admin(start=False, reason="removed from the configuration", final=True)
                 self._nursery.start_soon(self._retire, runner)
                 continue

@@ -110,7 +110,31 @@ class _Reject:
     error: UpdateMessageError
 
 
-_InboxEvent = _Incoming | _Connected | _DialFailed | _Data | _Lost | _Admin | _SendUpdate | _Reject
+@dataclass(frozen=True, slots=True)
+class _Reconfigure:
+    config: SessionConfig
+
+
+@dataclass(frozen=True, slots=True)
+class _ResetStart:
+    """The Start half of a reset, once the closed connections are gone (``token`` says
+    which reset; a later admin event makes it stale)."""
+
+    token: object
+
+
+_InboxEvent = (
+    _Incoming
+    | _Connected
+    | _DialFailed
+    | _Data
+    | _Lost
+    | _Admin
+    | _Reconfigure
+    | _ResetStart
+    | _SendUpdate
+    | _Reject
+)
 
 
 class SessionListener(Protocol):
@@ -229,6 +253,7 @@ class PeerRunner:
         self._dials = itertools.count(1)
         self._current_dial = 0
         self._stopping = False
+        self._reset_token: object | None = None
         self._nursery: trio.Nursery | None = None
 
     # --- called by the daemon ------------------------------------------------------------
@@ -249,10 +274,10 @@ class PeerRunner:
         self.inbox.send_nowait(_Admin(True, reason, reset=True))
 
     def reconfigure(self, config: SessionConfig) -> None:
-        """New settings that apply without a reset (ConnectRetry, back-off, passive): read
-        by the session from its next timer or dial on.  Keys the OPEN carries need
-        :meth:`reset` as well."""
-        self.session.config = config
+        """New settings that apply without a reset (ConnectRetry, back-off, passive), taken
+        in turn with the session's other events.  Keys the OPEN carries need :meth:`reset`
+        as well."""
+        self.inbox.send_nowait(_Reconfigure(config))
 
     def send_update(self, generation: int, update: Update) -> None:
         """Queue an UPDATE for the Established connection ``generation`` (dropped if that
@@ -330,19 +355,49 @@ class PeerRunner:
                     extra=self._extra(event="connect_failed", error=event.error),
                 )
                 self._execute(session.connect_failed(now=now))
+        elif isinstance(event, _Reconfigure):
+            passive_changed = event.config.passive != session.config.passive
+            session.config = event.config
+            if passive_changed and session.established is None and not session.admin_down:
+                # Who dials is decided when the session starts (§10 Connect / Active):
+                # start it again (no Cease: nothing is Established).
+                self._cancel_dial()
+                self._execute(session.stop(now=now, reason="passive changed"))
+                if not self._stopping:
+                    self._execute(session.start(now=now))
+        elif isinstance(event, _ResetStart):
+            if event.token is self._reset_token and not self._stopping:
+                self._reset_token = None
+                self._execute(session.start(now=now))
         elif event.reset:
-            if self._stopping:
-                return  # finishing: a reset must not revive the session
+            if self._stopping or session.admin_down:
+                return  # finishing, or stopped by the operator: a reset does not revive it
             self._cancel_dial()
             self._execute(session.stop(now=now, reason=event.reason))
-            self._execute(session.start(now=now))
+            closing = [c for c in self._flushing if c.closing]
+            if closing and self._nursery is not None:
+                self._reset_token = token = object()
+                self._nursery.start_soon(self._start_when_closed, closing, token)
+            else:
+                self._execute(session.start(now=now))
         elif event.start:
+            self._reset_token = None
             if not self._stopping:
                 self._execute(session.start(now=now))
         else:
+            self._reset_token = None  # a Stop after a reset cancels its Start
             self._stopping = self._stopping or event.final
             self._cancel_dial()
             self._execute(session.stop(now=now, reason=event.reason))
+
+    async def _start_when_closed(self, closing: list[_Connection], token: object) -> None:
+        """A reset's Start waits until the peer has read our Cease and closed its side (at
+        most the close grace): a connection opened sooner finds the old session still
+        Established at the peer, which refuses it, and both sides then wait a whole
+        ConnectRetry."""
+        for conn in closing:
+            await conn.done.wait()
+        self.inbox.send_nowait(_ResetStart(token))
 
     def _adopt(self, stream: Stream, *, outbound: bool, initial: bytes) -> None:
         if self._stopping or self._nursery is None:

@@ -33,6 +33,8 @@ from masc.config import MascConfig, PeerConfig
 from masc.daemon.settings import session_config
 
 PeerKey = tuple[str, int | None]
+# The parent set as a whole: local.parent_domain_ids plus the domains of the parent peers.
+PARENTS_KEY: Final = "parent_domain_ids"
 
 # Settings a reload cannot apply: dotted key prefixes (a section, or one key).
 _RESTART_ONLY: Final = (
@@ -41,7 +43,6 @@ _RESTART_ONLY: Final = (
     "local.node_id",
     "local.listen",
     "local.port",
-    "local.parent_domain_ids",
     "control.",
     "maas.socket",
     "maas.mode",
@@ -123,6 +124,18 @@ def plan_reload(old: MascConfig, new: MascConfig) -> ReloadPlan:
     """The plan that turns a daemon running ``old`` into one running ``new``."""
     settings = tuple(_setting_changes(old, new))
     restart = tuple(s.key for s in settings if s.effect == "restart")
+    if old.parent_domain_ids != new.parent_domain_ids:
+        # The parents come from local.parent_domain_ids *and* the parent peers: every OPEN
+        # and every claim depends on them (§4, §7.2).
+        settings += (
+            SettingChange(
+                key=PARENTS_KEY,
+                old=_show("", old.parent_domain_ids),
+                new=_show("", new.parent_domain_ids),
+                effect="restart",
+            ),
+        )
+        restart += (PARENTS_KEY,)
     if restart:
         # Sessions are built from the identity that would change: no per-peer plan is
         # meaningful, and none is applied.

@@ -7,6 +7,9 @@ MockClock that jumps whenever every task is blocked.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -194,6 +197,19 @@ def dialing_runner() -> tuple[PeerRunner, trio.MemoryReceiveChannel[trio.abc.Str
     return runner, far_rx
 
 
+@asynccontextmanager
+async def established(
+    runner: PeerRunner, far_ends: trio.MemoryReceiveChannel[trio.abc.Stream]
+) -> AsyncIterator[tuple[trio.Nursery, Peer]]:
+    """``runner`` running and Established with the far end of its first dial."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        first = Peer(await far_ends.receive())
+        await first.handshake(runner)
+        yield nursery, first
+
+
 async def read_until_notification(peer: Peer) -> Notification:
     while not isinstance(message := await peer.read(), Notification):
         pass
@@ -204,11 +220,7 @@ async def test_s8_7_operator_down_ceases_and_keeps_the_runner_until_up(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     runner, far_ends = dialing_runner()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        runner.admin(start=True, reason="test")
-        first = Peer(await far_ends.receive())
-        await first.handshake(runner)
+    async with established(runner, far_ends) as (nursery, first):
         runner.admin(start=False, reason="operator down")
         assert (await read_until_notification(first)).code == 7  # Cease
         await trio.sleep(60)  # many ConnectRetry periods: a stopped session does not dial
@@ -223,21 +235,50 @@ async def test_s8_7_operator_down_ceases_and_keeps_the_runner_until_up(
         nursery.cancel_scope.cancel()
 
 
-async def test_reset_ceases_then_opens_a_new_session_at_once(
+async def test_reset_ceases_then_dials_as_soon_as_the_peer_has_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The new connection waits for the peer to read the Cease and close: sooner, the peer
+    would still be Established and refuse it, and both sides would wait a ConnectRetry."""
+    runner, far_ends = dialing_runner()
+    async with established(runner, far_ends) as (nursery, first):
+        runner.reset(reason="operator reset")
+        assert (await read_until_notification(first)).code == 7
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.WouldBlock):
+            far_ends.receive_nowait()  # not before the peer has closed
+        closed_at = trio.current_time()
+        await first.stream.aclose()
+        second = Peer(await far_ends.receive())
+        assert isinstance(await second.read(), Open)
+        assert trio.current_time() == closed_at  # no back-off, no ConnectRetry wait
+        nursery.cancel_scope.cancel()
+
+
+async def test_reset_dials_after_the_close_grace_if_the_peer_never_closes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     runner, far_ends = dialing_runner()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        runner.admin(start=True, reason="test")
-        first = Peer(await far_ends.receive())
-        await first.handshake(runner)
+    async with established(runner, far_ends) as (nursery, _first):
         before = trio.current_time()
         runner.reset(reason="operator reset")
-        assert (await read_until_notification(first)).code == 7
         second = Peer(await far_ends.receive())
         assert isinstance(await second.read(), Open)
-        assert trio.current_time() == before  # no back-off, no ConnectRetry wait
+        assert trio.current_time() - before == pytest.approx(peer_module._CLOSE_GRACE)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_stop_after_a_reset_cancels_its_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner, far_ends = dialing_runner()
+    async with established(runner, far_ends) as (nursery, _first):
+        runner.reset(reason="operator reset")
+        runner.admin(start=False, reason="operator down")
+        await trio.sleep(60)
+        with pytest.raises(trio.WouldBlock):
+            far_ends.receive_nowait()
+        assert runner.session.admin_down
         nursery.cancel_scope.cancel()
 
 
@@ -245,11 +286,7 @@ async def test_final_stop_ends_the_runner_and_a_later_start_or_reset_does_not_re
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     runner, far_ends = dialing_runner()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        runner.admin(start=True, reason="test")
-        first = Peer(await far_ends.receive())
-        await first.handshake(runner)
+    async with established(runner, far_ends) as (_nursery, first):
         runner.admin(start=False, reason="removed", final=True)
         runner.reset(reason="too late")
         runner.admin(start=True, reason="too late")
@@ -259,3 +296,71 @@ async def test_final_stop_ends_the_runner_and_a_later_start_or_reset_does_not_re
             await runner.finished.wait()
     with pytest.raises(trio.WouldBlock):
         far_ends.receive_nowait()
+
+
+def unreachable_runner(*, passive: bool) -> tuple[PeerRunner, list[float]]:
+    """A runner whose every dial fails at once; returns the dial times."""
+    dials: list[float] = []
+
+    async def connect() -> trio.abc.HalfCloseableStream:
+        dials.append(trio.current_time())
+        raise ConnectionRefusedError("refused")
+
+    runner = PeerRunner(
+        config(connect_retry=5.0, passive=passive),
+        address=IPv4Address("127.0.0.3"),
+        port=2587,
+        local_address=None,
+        label="test",
+        connect=connect,
+    )
+    return runner, dials
+
+
+async def test_becoming_passive_while_dialling_stops_the_dials(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Review finding: the ConnectRetry armed before the change used to fire on a passive
+    session and end the daemon."""
+    runner, dials = unreachable_runner(passive=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        await trio.sleep(12)
+        assert len(dials) == 3  # at 0, 5, 10
+        runner.reconfigure(replace(runner.session.config, passive=True))
+        await trio.sleep(60)
+        assert len(dials) == 3 and runner.state is State.ACTIVE
+        nursery.cancel_scope.cancel()
+
+
+async def test_becoming_active_while_listening_starts_dialling(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner, dials = unreachable_runner(passive=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        await trio.sleep(30)
+        assert dials == []
+        runner.reconfigure(replace(runner.session.config, passive=False))
+        await trio.sleep(11)
+        assert len(dials) == 3
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_reset_leaves_a_session_the_operator_stopped_stopped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner, dials = unreachable_runner(passive=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        runner.admin(start=False, reason="operator down")
+        await trio.sleep(1)
+        runner.reset(reason="operator reset")
+        runner.reconfigure(replace(runner.session.config, passive=True))
+        await trio.sleep(60)
+        assert len(dials) == 1 and runner.session.admin_down
+        assert runner.session.config.passive  # the new settings are taken all the same
+        nursery.cancel_scope.cancel()

@@ -153,3 +153,22 @@ def test_the_result_model_carries_the_plan() -> None:
     assert result.applied is False and result.warnings == ["w"]
     assert [(p.address, p.action) for p in result.peers][-1] == ("127.0.9.5", "start")
     assert result.model_dump()["peers"][0]["parent_domain_id"] == 0
+
+
+def test_s4_a_new_parent_peer_changes_the_parents_and_needs_a_restart() -> None:
+    """The parent set is local.parent_domain_ids plus the parent peers; every OPEN and claim
+    depends on it (review finding: the engine refused it mid-reload and the daemon died)."""
+    child = (
+        BASE.replace('global_pool = ["239.192.0.0/16"]\n', "").replace(
+            "parent_domain_id = 0", "parent_domain_id = 65000"
+        )
+        + '[[peers]]\naddress = "127.0.9.9"\nrelation = "parent"\ndomain_id = 65000\n'
+    )
+    two_parents = (
+        child + '[[peers]]\naddress = "127.0.9.8"\nrelation = "parent"\ndomain_id = 65010\n'
+    )
+    p = plan(two_parents, child)
+    assert p.restart_required == ("parent_domain_ids",)
+    assert p.peers == ()
+    (change,) = [c for c in p.settings if c.key == "parent_domain_ids"]
+    assert (change.old, change.new, change.effect) == ("65000", "65000, 65010", "restart")
