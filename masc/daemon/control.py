@@ -292,39 +292,46 @@ class ControlServer:
         engine, cfg, store = d.engine, d.config, d.store
         family = cfg.local.family
         now = d.domain.clock()
-        grants = d.grants.grants()
-        rows = []
-        for alloc in sorted(engine.allocations.values(), key=lambda a: (a.kind.value, a.prefix)):
-            history = []
-            if store is not None and a.history:
-                records = store.history(prefix=str(alloc.prefix), limit=a.history)
-                history = [
-                    HistoryItem(at=r.at, event=r.event, prefix=r.prefix, detail=r.detail)
-                    for r in reversed(records)
-                ]
-            rows.append(
-                PrefixInfo(
-                    prefix=str(alloc.prefix),
-                    kind=_kind(alloc.kind),
-                    expires=alloc.expires,
-                    claimed_at=alloc.timestamp,
-                    origin_node=format_id(alloc.origin_node, family),
-                    domain_id=cfg.local.domain_id,
-                    parent_domain_id=alloc.parent if alloc.kind is SpaceKind.DOMAIN else None,
-                    usable=[str(p) for p in engine.usable(alloc, now=now)],
-                    in_grib=any(p.overlaps(alloc.prefix) for p in engine.grib),
-                    state="active" if alloc.renewing else "deprecated",
-                    renewed_at=alloc.renewed_at,
-                    maas=[
+        usable = engine.usable_all(now=now)
+        held = {prefix for (_, prefix) in engine.allocations}
+        holdings: dict[Prefix, list[GrantHolding]] = {}
+        for g in d.grants.grants():
+            # A grant lies inside the space it was carved from (grants.py): list it under
+            # every held prefix containing it, found by its supernets (no pairwise scan).
+            for sup in _supernets(g.prefix):
+                if sup in held:
+                    holdings.setdefault(sup, []).append(
                         GrantHolding(
                             maas=g.maas,
                             prefix=str(g.prefix),
                             expires=int(g.expires),
                             active=g.active,
                         )
-                        for g in grants
-                        if g.prefix.overlaps(alloc.prefix)
-                    ],
+                    )
+        rows = []
+        for (kind, prefix), alloc in sorted(engine.allocations.items(), key=_allocation_order):
+            history = []
+            if store is not None and a.history:
+                records = store.history(prefix=str(prefix), limit=a.history)
+                history = [
+                    HistoryItem(at=r.at, event=r.event, prefix=r.prefix, detail=r.detail)
+                    for r in reversed(records)
+                ]
+            pieces = usable[(kind, prefix)]
+            rows.append(
+                PrefixInfo(
+                    prefix=str(prefix),
+                    kind=_kind(kind),
+                    expires=alloc.expires,
+                    claimed_at=alloc.timestamp,
+                    origin_node=format_id(alloc.origin_node, family),
+                    domain_id=cfg.local.domain_id,
+                    parent_domain_id=alloc.parent if kind is SpaceKind.DOMAIN else None,
+                    usable=[str(p) for p in pieces],
+                    in_grib=_in_grib(prefix, pieces, engine.grib),
+                    state="active" if alloc.renewing else "deprecated",
+                    renewed_at=alloc.renewed_at,
+                    maas=holdings.get(prefix, []),
                     history=history,
                 )
             )
@@ -521,6 +528,22 @@ class ControlServer:
         except ReloadRefused as refused:
             raise RequestError(refused.code, str(refused)) from None
         return result.model_dump()
+
+
+def _supernets(prefix: Prefix) -> list[Prefix]:
+    """``prefix`` and every prefix containing it."""
+    return [prefix.supernet(new_prefix=length) for length in range(prefix.prefixlen, -1, -1)]
+
+
+def _in_grib(prefix: Prefix, usable: list[Prefix], grib: frozenset[Prefix]) -> bool:
+    """Whether the G-RIB carries any of ``prefix``: the prefix or a prefix around it (LOCAL
+    space lies inside a DOMAIN prefix), or one of its usable pieces after a withdraw."""
+    return any(p in grib for p in _supernets(prefix)) or any(p in grib for p in usable)
+
+
+def _allocation_order(item: tuple[tuple[SpaceKind, Prefix], Any]) -> tuple[str, int, int]:
+    (kind, prefix), _ = item
+    return (kind.value, int(prefix.network_address), prefix.prefixlen)
 
 
 def _args(model: type[M], args: dict[str, Any]) -> M:

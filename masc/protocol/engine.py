@@ -572,6 +572,20 @@ class ClaimEngine:
         """What of ``alloc`` may be used: the prefix minus withdrawn ranges (§11.7.3)."""
         return self._usable_of(alloc, self._now if now is None else now)
 
+    def usable_all(
+        self, *, now: float | None = None
+    ) -> dict[tuple[SpaceKind, Prefix], list[Prefix]]:
+        """:meth:`usable` of every allocation, with the withdrawn ranges gathered once per
+        kind (one cache scan, not one per allocation: operators list thousands)."""
+        when = self._now if now is None else now
+        withdrawn = {kind: self._withdrawn_ranges(kind, when) for kind in (DOMAIN, LOCAL)}
+        return {
+            key: subtract([alloc.prefix], withdrawn[alloc.kind])
+            if withdrawn[alloc.kind]
+            else [alloc.prefix]
+            for key, alloc in self.allocations.items()
+        }
+
     def local_pieces(self, *, now: float | None = None) -> list[LocalPiece]:
         """The locally-allocated set, per allocation, with its end of lifetime: what the
         shell splits between the MAASs.  A deprecated prefix and its renewed half (§17.1.5)

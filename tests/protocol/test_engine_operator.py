@@ -71,3 +71,13 @@ def test_reconfigure_refuses_identity_changes(change: dict[str, object]) -> None
     with pytest.raises(CoreMisuse):
         engine.reconfigure(dataclasses.replace(before, **change), now=net.now)  # type: ignore[arg-type]
     assert engine.config is before
+
+
+def test_usable_all_agrees_with_usable_for_every_allocation() -> None:
+    net = world()
+    allocated(net)
+    net.call("x", "claim", 1024)
+    net.run_for(WAIT + 700)
+    engine = net["x"]
+    assert len(engine.allocations) == 2
+    assert engine.usable_all() == {k: engine.usable(a) for k, a in engine.allocations.items()}
