@@ -240,7 +240,6 @@ def interpret(response: Mapping[str, Any]) -> Answer:
 # --- commands ----------------------------------------------------------------------------------
 
 Render = Callable[[dict[str, Any], argparse.Namespace], None]
-Row = tuple[str, ...]
 
 
 @dataclass(frozen=True)

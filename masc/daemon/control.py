@@ -69,7 +69,6 @@ from masc.daemon.ndjson import (
     validate,
 )
 from masc.daemon.peer import PeerRunner
-from masc.protocol.constants import ClaimType, Role
 from masc.protocol.engine import ClaimEngine, RequestRefused, ScheduledClaim
 from masc.protocol.events import SpaceKind
 from masc.protocol.wire.messages import Prefix, format_id
@@ -335,17 +334,7 @@ class ControlServer:
                     history=history,
                 )
             )
-        seen = set()
-        for entry in engine.cache.live(now):
-            c = entry.claim
-            if (
-                c.type is not ClaimType.PREFIX_IN_USE
-                or c.origin_role is not Role.CHILD
-                or c.origin_domain == cfg.local.domain_id
-                or (c.origin_domain, c.prefix) in seen
-            ):
-                continue
-            seen.add((c.origin_domain, c.prefix))
+        for c in engine.child_prefixes(now=now):
             rows.append(
                 PrefixInfo(
                     prefix=str(c.prefix),
@@ -458,14 +447,14 @@ class ControlServer:
                 "local space is claimed only by a non-leaf domain (RFC 2909 §12.2); "
                 "this domain is a leaf: its managed space is its local space"
             )
-        before = list(engine.scheduled)
+        before = {id(s) for s in engine.scheduled}
 
         def claim(e: ClaimEngine, now: float) -> list[Any]:
             return e.claim(size, now=now, lifetime=a.lifetime, kind=kind)
 
         await self.daemon.domain.call(claim)
         now = self.daemon.domain.clock()
-        new = [s for s in engine.scheduled if s not in before and s.kind is kind]
+        new = [s for s in engine.scheduled if id(s) not in before and s.operator]
         info = _scheduled_info(new[-1], now) if new else None
         where = "" if info is None else f", sent in {info.time_left:.0f}s"
         return ActionResult(
@@ -560,7 +549,7 @@ def _prefix(text: str) -> Prefix:
 def _scheduled_info(s: ScheduledClaim, now: float) -> ClaimInfo:
     return ClaimInfo(
         prefix=None if s.prefix is None else str(s.prefix),
-        type="NEW_CLAIM" if s.purpose == "new" else "CLAIM_TO_EXPAND",
+        type=s.claim_type.name,
         kind=_kind(s.kind),
         purpose=s.purpose,
         state="scheduled",

@@ -39,7 +39,7 @@ from prometheus_client.core import (
 )
 
 import masc
-from masc.protocol.constants import ClaimType, Role
+from masc.protocol.constants import ClaimType
 from masc.protocol.events import SpaceKind
 from masc.protocol.session import State
 from masc.protocol.wire.messages import Prefix
@@ -51,8 +51,6 @@ log = logging.getLogger("masc.metrics")
 
 # Kind labels of the prefixes the domain holds (§4.1, §12.2).
 _KIND: Final = {SpaceKind.DOMAIN: "managed", SpaceKind.LOCAL: "local"}
-# Our own claims before they are sent (§5.1 a): what a ScheduledClaim's purpose becomes.
-_SCHEDULED_TYPE: Final = {"new": ClaimType.NEW_CLAIM}  # renew / expand / shrink: CLAIM_TO_EXPAND
 _OWN_CLAIM_TYPES: Final = (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND)
 
 # HTTP limits: a scraper sends a few hundred bytes and reads the answer at once.
@@ -172,21 +170,11 @@ class MascCollector:
         for claim_type in ClaimType:
             claims[claim_type.name, "cached"] += 0
         for scheduled in engine.scheduled:
-            kind = _SCHEDULED_TYPE.get(scheduled.purpose, ClaimType.CLAIM_TO_EXPAND)
-            claims[kind.name, "scheduled"] += 1
+            claims[scheduled.claim_type.name, "scheduled"] += 1
         for pending in engine.pending:
             claims[pending.claim.type.name, "pending"] += 1
-        local_domain = engine.config.local_domain
-        children: set[tuple[int, str]] = set()
         for entry in engine.cache.live(now):
-            claim = entry.claim
-            claims[claim.type.name, "cached"] += 1
-            if (
-                claim.type is ClaimType.PREFIX_IN_USE
-                and claim.origin_role is Role.CHILD
-                and claim.origin_domain != local_domain
-            ):
-                children.add((int(claim.origin_domain), str(claim.prefix)))
+            claims[entry.claim.type.name, "cached"] += 1
         family = GaugeMetricFamily(
             "masc_claims",
             "Our claims scheduled (§5.1 a) or pending (Claim-Timer running, §5.1 b), and "
@@ -204,7 +192,7 @@ class MascCollector:
         child_prefixes = GaugeMetricFamily(
             "masc_child_prefixes",
             "Distinct (child domain, prefix) pairs in use by child domains (§11.1 cache).",
-            value=len(children),
+            value=len(engine.child_prefixes(now=now)),
         )
         return [family, clashes, child_prefixes]
 
@@ -282,8 +270,9 @@ class MascCollector:
         managed = _size(engine.managed_space(now=now))
         local = _size(engine.local_space(now=now))
         granted = _size(g.prefix for g in daemon.grants.grants())
-        # What each MAAS last reported in use (not stored: 0 after a restart until it reports).
-        in_use = sum(daemon.grants.in_use(name) for name in daemon.grants.maas())
+        # What the MAASs last reported in use (not stored: 0 after a restart until they
+        # report), the figure `show summary` gives too.
+        in_use = daemon.grants.demand().in_use
         addresses = GaugeMetricFamily(
             "masc_addresses",
             "Addresses: managed set and locally-allocated set (§4.1, withdrawn ranges "

@@ -239,6 +239,12 @@ class ScheduledClaim:
     automatic: bool = False  # planned by the engine from demand, not asked for
     operator: bool = False  # asked for by the operator: sent even if space is usable
 
+    @property
+    def claim_type(self) -> ClaimType:
+        """What it will be sent as: a new prefix is a NEW_CLAIM; a renewal, expansion or
+        shrink extends one we hold, a CLAIM_TO_EXPAND (§5.2, §5.3)."""
+        return ClaimType.NEW_CLAIM if self.purpose == "new" else ClaimType.CLAIM_TO_EXPAND
+
 
 @dataclass(slots=True)
 class Clash:
@@ -585,6 +591,21 @@ class ClaimEngine:
             else [alloc.prefix]
             for key, alloc in self.allocations.items()
         }
+
+    def child_prefixes(self, *, now: float | None = None) -> list[Claim]:
+        """The prefixes child domains hold: live PREFIX_IN_USE from the child role of other
+        domains (§11.1 cache), one per (domain, prefix) however many nodes announced it."""
+        when = self._now if now is None else now
+        found: dict[tuple[DomainId, Prefix], Claim] = {}
+        for entry in self.cache.live(when):
+            c = entry.claim
+            if (
+                c.type is ClaimType.PREFIX_IN_USE
+                and c.origin_role is Role.CHILD
+                and c.origin_domain != self.config.local_domain
+            ):
+                found.setdefault((c.origin_domain, c.prefix), c)
+        return list(found.values())
 
     def local_pieces(self, *, now: float | None = None) -> list[LocalPiece]:
         """The locally-allocated set, per allocation, with its end of lifetime: what the
@@ -1659,7 +1680,7 @@ class ClaimEngine:
             self._blocked_until[kind] = now + max(cfg.initiate_claim_delay, 1.0)
             return
         claim = Claim(
-            type=ClaimType.NEW_CLAIM if scheduled.purpose == "new" else ClaimType.CLAIM_TO_EXPAND,
+            type=scheduled.claim_type,
             origin_role=Role.INTERNAL if kind is DOMAIN else Role.CHILD,
             timestamp=timestamp,
             lifetime=lifetime,
