@@ -147,11 +147,6 @@ class HistoryItem(BaseModel):
     detail: str
 
 
-class PrefixesResult(BaseModel):
-    non_leaf: bool
-    prefixes: list[PrefixInfo]
-
-
 class PrefixInfo(BaseModel):
     """A prefix this domain owns or manages (RFC 2909 §4.1), or one its children hold."""
 
@@ -176,6 +171,11 @@ class PrefixInfo(BaseModel):
     renewed_at: float | None = Field(default=None, description="last renewal, Unix seconds")
     maas: list[GrantHolding] = Field(default_factory=list, description="MAAS grants inside it")
     history: list[HistoryItem] = Field(default_factory=list, description="newest first")
+
+
+class PrefixesResult(BaseModel):
+    non_leaf: bool
+    prefixes: list[PrefixInfo]
 
 
 ClaimTypeName = Literal[

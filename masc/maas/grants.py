@@ -194,12 +194,15 @@ class GrantTable:
     def __init__(
         self, config: GrantConfig, *, rng: Randomness, strategy: Strategy = Strategy.RBO
     ) -> None:
-        self._config = config
         self._rng = rng
+        self._set_config(config, strategy)
+        self._reset()
+
+    def _set_config(self, config: GrantConfig, strategy: Strategy) -> None:
+        self._config = config
         self._strategy = strategy
         # Only plan_growth's sizing is wanted: no prefix cap (see _growth).
         self._planner = AllocatorConfig(config.target_utilization, max_prefixes=sys.maxsize)
-        self._reset()
 
     def _reset(self) -> None:
         self._maas: dict[str, _Maas] = {}
@@ -219,9 +222,7 @@ class GrantTable:
     def reconfigure(self, config: GrantConfig, *, strategy: Strategy) -> None:
         """A reload's new settings: grants already made stay as they are; the next
         placement, sizing and expiry warning use the new values."""
-        self._config = config
-        self._strategy = strategy
-        self._planner = AllocatorConfig(config.target_utilization, max_prefixes=sys.maxsize)
+        self._set_config(config, strategy)
         self._free_changed = True  # serve again at the next sync: sizes may differ now
         self._deadline_stale = True
         self._warned.clear()

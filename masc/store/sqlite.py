@@ -322,10 +322,13 @@ class Store:
         if limit < 0:
             raise ValueError(f"history_limit must be >= 0, not {limit}")
         self._history_limit = limit
-        conn = self._connection()
-        if conn.execute(_HISTORY_OVER, (limit,)).fetchone() is not None:
+        self._prune_history(self._connection())
+
+    def _prune_history(self, conn: sqlite3.Connection) -> None:
+        """Keep at most ``history_limit`` rows; writes only when there are more."""
+        if conn.execute(_HISTORY_OVER, (self._history_limit,)).fetchone() is not None:
             with self._transaction("pruning history") as tx:
-                tx.execute(_HISTORY_PRUNE, (limit,))
+                tx.execute(_HISTORY_PRUNE, (self._history_limit,))
 
     def history(self, prefix: str | None = None, limit: int = 100) -> list[HistoryRecord]:
         """The newest ``limit`` history records (of ``prefix`` if given), oldest first."""
@@ -447,10 +450,7 @@ class Store:
                     (step + 1,),
                 )
         self._schema_version = target
-        # A lowered [storage] history_limit takes effect at once.
-        if conn.execute(_HISTORY_OVER, (self._history_limit,)).fetchone() is not None:
-            with self._transaction("pruning history") as tx:
-                tx.execute(_HISTORY_PRUNE, (self._history_limit,))
+        self._prune_history(conn)  # a lowered [storage] history_limit takes effect at once
         for cached in (self._allocations, self._pending, self._grants, self._maas):
             cached.read(conn)
 
