@@ -1,4 +1,5 @@
-"""``masc``: run the daemon, check a configuration, decode a message, run the local demo.
+"""``masc``: run the daemon, check a configuration, decode a message, run the MADCAP server,
+run the local demo.
 
 Exit status: 0 success; 1 runtime failure (e.g. an address that cannot be bound);
 2 bad configuration or usage. Warnings about a valid configuration (``config_warnings``) are
@@ -33,6 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     dec = sub.add_parser("decode", help="decode a MASC message given in hex ('-': stdin)")
     dec.add_argument("hex")
 
+    madcap = sub.add_parser("madcap", help="run the MADCAP server (RFC 2730) in the foreground")
+    madcap.add_argument("--config", "-c", required=True, help="TOML file (docs/madcap.md)")
+    madcap.add_argument("--log-format", choices=("text", "json"), default="text")
+    madcap.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+    madcap.add_argument(
+        "--check", action="store_true", help="only validate the configuration (exit 0 or 2)"
+    )
+
     demo = sub.add_parser("demo", help="run RFC 2909 Figure 1 as real daemons on 127.0.0.x")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds; 0 = until Ctrl-C")
     demo.add_argument("--port", type=int, default=2587)
@@ -53,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args.config, args.log_format, args.log_level)
     if args.command == "decode":
         return _decode(args.hex)
+    if args.command == "madcap":
+        return _madcap(args.config, args.log_format, args.log_level, check=args.check)
     from masc.cli.demo import run_demo
 
     return run_demo(
@@ -108,6 +121,48 @@ def _run(path: str, log_format: str, log_level: str) -> int:
         # reach us wrapped in trio's exception groups; anything else is a bug: re-raise.
         leaves = _leaves(error)
         if not all(isinstance(e, OSError) for e in leaves):
+            raise
+        for leaf in leaves:
+            log.error("cannot run: %s", leaf, extra={"event": "fatal", "error": str(leaf)})
+        return 1
+    return 0
+
+
+def _madcap(path: str, log_format: str, log_level: str, *, check: bool) -> int:
+    from masc.madcap.config import load_madcap_config, madcap_warnings
+
+    try:
+        cfg = load_madcap_config(path)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if check:
+        for warning in madcap_warnings(cfg):
+            print(f"{path}: {warning}", file=sys.stderr)
+        print(f"{path}: ok ({len(cfg.scope)} scope(s), {len(cfg.masc_scopes)} from MASC)")
+        return 0
+
+    import trio
+
+    from masc.daemon.logs import configure
+    from masc.daemon.madcap import run_madcap
+    from masc.madcap.store import LeaseStoreError
+
+    log = configure(log_level, log_format, context={"server_id": str(cfg.server.identifier)})
+    for warning in madcap_warnings(cfg):
+        log.warning(
+            "%s: %s",
+            path,
+            warning,
+            extra={"event": "config_warning", "key": warning.key, "warning": warning.message},
+        )
+    try:
+        trio.run(run_madcap, cfg)
+    except (OSError, LeaseStoreError, ExceptionGroup) as error:
+        # Binding a socket, opening or writing the lease store: reported, exit 1.  Anything
+        # else is a bug: re-raise.
+        leaves = _leaves(error)
+        if not all(isinstance(e, OSError | LeaseStoreError) for e in leaves):
             raise
         for leaf in leaves:
             log.error("cannot run: %s", leaf, extra={"event": "fatal", "error": str(leaf)})

@@ -13,13 +13,15 @@ import os
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from masc.config.models import KeyedProblems, KeyPath, MascConfig, format_key_path
 
-__all__ = ["ConfigError", "load_config", "parse_config_text"]
+__all__ = ["ConfigError", "load_config", "load_model", "parse_config_text", "parse_model"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -56,6 +58,17 @@ class ConfigError(Exception):
 
 def load_config(path: str | os.PathLike[str]) -> MascConfig:
     """Read and validate the configuration file at ``path``. Raises ``ConfigError``."""
+    return load_model(path, MascConfig)
+
+
+def parse_config_text(text: str, source: str = "<string>") -> MascConfig:
+    """Validate configuration given as TOML text; ``source`` names it in errors."""
+    return parse_model(text, MascConfig, source)
+
+
+def load_model(path: str | os.PathLike[str], model: type[M]) -> M:
+    """Read the TOML file at ``path`` into ``model`` (another program's configuration, such
+    as ``masc madcap``'s), with the same ``ConfigError`` texts. Raises ``ConfigError``."""
     file = os.fspath(path)
     try:
         raw = Path(file).read_bytes()
@@ -68,17 +81,17 @@ def load_config(path: str | os.PathLike[str]) -> MascConfig:
         raise ConfigError(
             file, "", f"invalid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
-    return parse_config_text(text, source=file)
+    return parse_model(text, model, source=file)
 
 
-def parse_config_text(text: str, source: str = "<string>") -> MascConfig:
-    """Validate configuration given as TOML text; ``source`` names it in errors."""
+def parse_model(text: str, model: type[M], source: str = "<string>") -> M:
+    """Validate TOML text against ``model``; ``source`` names it in errors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"invalid TOML: {exc}") from None
     try:
-        return MascConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _config_error(source, exc) from None
 
