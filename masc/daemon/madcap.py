@@ -668,12 +668,22 @@ def _maas_error(group: BaseExceptionGroup[BaseException]) -> MaasError:
 
 
 async def run_madcap(config: MadcapConfig) -> None:
-    """``masc madcap``: serve until SIGTERM or SIGINT, then stop cleanly."""
+    """``masc madcap``: serve until SIGTERM or SIGINT, then stop cleanly.
+
+    SIGHUP, which a systemd ``reload`` or a closed terminal sends, does not reload: it is
+    logged and ignored, so that it neither kills the server nor pretends to apply a file."""
     service = MadcapService(config)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(service.run)
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.warning(
+                        "SIGHUP: masc madcap does not reload its configuration; restart it "
+                        "to apply a changed file (the leases are kept)",
+                        extra={"event": "reload_unsupported", "signal": "SIGHUP"},
+                    )
+                    continue
                 log.info(
                     "%s: stopping",
                     signal.Signals(signum).name,

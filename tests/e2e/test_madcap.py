@@ -279,6 +279,25 @@ async def test_kill_9_right_after_an_ack_loses_no_lease(
     server.wait_event("madcap_stopped", since=mark)
 
 
+async def test_sighup_is_logged_and_the_server_keeps_serving(
+    workdir: Path, processes: list[Daemon]
+) -> None:
+    """SIGHUP (a terminal hang-up, a `systemctl reload`) neither stops the server nor
+    reloads: it says so, and leases go on being handed out."""
+    port = free_port(addr(N_MADCAP))
+    server = Madcap(N_MADCAP, madcap_config(workdir, port, TINY), workdir)
+    processes.append(server)
+    server.wait_event("madcap_listening")
+    server.signal(signal.SIGHUP)
+    server.wait_event("reload_unsupported")
+    async with open_madcap_client(server=(addr(N_MADCAP), port), bind=addr(N_CLIENT)) as client:
+        lease = await client.alloc(ip_address("233.252.0.0"), max_lifetime=600)
+    assert lease.addresses
+    assert server.proc is not None and server.proc.poll() is None
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0
+
+
 def test_a_bad_configuration_exits_2_naming_the_key(workdir: Path) -> None:
     path = workdir / "bad.toml"
     path.write_text(TINY + 'range = ["233.252.0.0-233.252.0.9"]\n')
