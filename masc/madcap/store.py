@@ -26,11 +26,9 @@ with a :class:`LeaseStoreError` naming the file and left untouched.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
-import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import ip_address, ip_network
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Final
 
 from masc.madcap.messages import AddressRange
 from masc.madcap.server import Grant, Lease
+from masc.store.files import open_locked
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "LeaseStore", "LeaseStoreError"]
 
@@ -95,7 +94,12 @@ class LeaseStore:
     def open(cls, path: str | os.PathLike[str]) -> LeaseStore:
         """Open (creating if missing) the lease file at ``path``.  Raises LeaseStoreError."""
         path = Path(path)
-        lock_fd = _open_locked(path)
+        lock_fd = open_locked(
+            path,
+            what="lease store",
+            in_use="another `masc madcap` with the same [server] database?",
+            error=LeaseStoreError,
+        )
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
@@ -275,51 +279,3 @@ class LeaseStore:
             f"{self._path}: not a MADCAP lease store: an SQLite database of another program "
             f"(application_id {application_id:#010x}, tables: {', '.join(tables) or 'none'})"
         )
-
-
-def _open_locked(path: Path) -> int:
-    """Open (creating 0600, missing directories 0700) and flock the lease file."""
-    try:
-        missing: list[Path] = []
-        directory = path.parent
-        while not directory.exists():
-            missing.append(directory)
-            directory = directory.parent
-        for each in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                each.mkdir(mode=0o700)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            created = True
-        except FileExistsError:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            created = False
-    except OSError as exc:
-        raise LeaseStoreError(f"{path}: cannot open the lease store: {exc.strerror}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise LeaseStoreError(f"{path}: cannot open the lease store: not a regular file")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LeaseStoreError(
-                f"{path}: the lease store is in use by another process (another `masc madcap` "
-                "with the same [server] database?)"
-            ) from None
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise LeaseStoreError(
-                f"{path}: cannot open the lease store: its directory {path.parent} is not "
-                "writable (the WAL and shared-memory files live next to it)"
-            )
-        if created:  # make the new directory entry durable too
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except BaseException as exc:
-        os.close(fd)
-        if isinstance(exc, OSError):
-            raise LeaseStoreError(f"{path}: cannot open the lease store: {exc.strerror}") from exc
-        raise
-    return fd

@@ -31,11 +31,9 @@ Safety around the file:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import sqlite3
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
@@ -44,6 +42,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
 from masc.store import migrations
+from masc.store.files import open_locked
 from masc.store.records import (
     HistoryRecord,
     Snapshot,
@@ -245,7 +244,12 @@ class Store:
         if history_limit < 0:
             raise ValueError(f"history_limit must be >= 0, not {history_limit}")
         path = Path(path)
-        lock_fd = _open_locked(path)
+        lock_fd = open_locked(
+            path,
+            what="store",
+            in_use="another masc daemon with the same [storage] path?",
+            error=StoreError,
+        )
         conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(
@@ -481,69 +485,3 @@ class Store:
             f"{self._path}: not a masc store: an SQLite database of another program "
             f"(application_id {application_id:#010x}, tables: {', '.join(tables) or 'none'})"
         )
-
-
-def _open_locked(path: Path) -> int:
-    """Open (creating 0600, with missing directories 0700) and flock the store file."""
-    try:
-        _make_directories(path.parent)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            created = True
-        except FileExistsError:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            created = False
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot open the store: {_os_error(exc, path)}") from exc
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise StoreError(f"{path}: cannot open the store: not a regular file")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreError(
-                f"{path}: the store is in use by another process "
-                "(another masc daemon with the same [storage] path?)"
-            ) from None
-        # SQLite would only say "unable to open database file" when it fails to create the
-        # WAL and shared-memory files next to the store.
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StoreError(
-                f"{path}: cannot open the store: its directory {path.parent} is not writable "
-                "(the WAL and shared-memory files live next to the store)"
-            )
-        if created:
-            _fsync_directory(path.parent)
-    except BaseException as exc:
-        os.close(fd)
-        if isinstance(exc, OSError):
-            raise StoreError(f"{path}: cannot open the store: {_os_error(exc, path)}") from exc
-        raise
-    return fd
-
-
-def _make_directories(directory: Path) -> None:
-    missing: list[Path] = []
-    while not directory.exists():
-        missing.append(directory)
-        directory = directory.parent
-    for each in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            each.mkdir(mode=0o700)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new file's directory entry durable (a crash must not lose the file itself)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _os_error(exc: OSError, path: Path) -> str:
-    """The OS error's text, naming the file it concerns when that is not the store itself."""
-    text = exc.strerror or str(exc)
-    if exc.filename is None or os.fsdecode(exc.filename) == str(path):
-        return text
-    return f"{text} ({os.fsdecode(exc.filename)})"
