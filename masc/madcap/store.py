@@ -25,19 +25,17 @@ with a :class:`LeaseStoreError` naming the file and left untouched.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import ip_address, ip_network
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from masc.madcap.messages import AddressRange
 from masc.madcap.server import Grant, Lease
-from masc.store.files import open_locked
+from masc.store.files import LockedDatabase
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "LeaseStore", "LeaseStoreError"]
 
@@ -82,66 +80,17 @@ def _ranges_of(text: str) -> tuple[AddressRange, ...]:
     return tuple(AddressRange(ip_address(start), count) for start, count in json.loads(text))
 
 
-class LeaseStore:
+class LeaseStore(LockedDatabase):
     """The server's leases and grants; see the module docstring.  Create with :meth:`open`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = conn
-        self._lock_fd = lock_fd
+    error = LeaseStoreError
+    what = "lease store"
+    in_use = "another `masc madcap` with the same [server] database?"
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LeaseStore:
         """Open (creating if missing) the lease file at ``path``.  Raises LeaseStoreError."""
-        path = Path(path)
-        lock_fd = open_locked(
-            path,
-            what="lease store",
-            in_use="another `masc madcap` with the same [server] database?",
-            error=LeaseStoreError,
-        )
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = sqlite3.connect(
-                path.absolute().as_uri() + "?mode=rw", uri=True, isolation_level=None
-            )
-            store = cls(path, conn, lock_fd)
-            store._prepare()
-            return store
-        except BaseException as exc:
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            os.close(lock_fd)  # after SQLite let go: closing drops its POSIX locks too
-            if isinstance(exc, sqlite3.Error):
-                raise LeaseStoreError(f"{path}: cannot open the lease store: {exc}") from exc
-            raise
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.close()
-        except sqlite3.Error as exc:
-            raise LeaseStoreError(f"{self._path}: closing the lease store failed: {exc}") from exc
-        finally:
-            os.close(self._lock_fd)
-
-    def __enter__(self) -> LeaseStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def path(self) -> Path:
-        return self._path
+        return cls._open_file(Path(path), cls)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -214,27 +163,6 @@ class LeaseStore:
                 )
 
     # -- internals -------------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise LeaseStoreError(f"{self._path}: the lease store is closed")
-        return self._conn
-
-    @contextlib.contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LeaseStoreError(f"{self._path}: {what} failed: {exc}") from exc
 
     def _prepare(self) -> None:
         conn = self._connection()

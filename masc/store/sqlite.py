@@ -30,19 +30,16 @@ Safety around the file:
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Generic, TypeVar
 
 from masc.store import migrations
-from masc.store.files import open_locked
+from masc.store.files import LockedDatabase
 from masc.store.records import (
     HistoryRecord,
     Snapshot,
@@ -216,15 +213,17 @@ class _Cached(Generic[R]):
         return tuple(self.records.values())
 
 
-class Store:
+class Store(LockedDatabase):
     """The daemon's durable state; see the module docstring.  Create with :meth:`open`."""
+
+    error = StoreError
+    what = "store"
+    in_use = "another masc daemon with the same [storage] path?"
 
     def __init__(
         self, path: Path, conn: sqlite3.Connection, lock_fd: int, history_limit: int
     ) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = conn
-        self._lock_fd = lock_fd
+        super().__init__(path, conn, lock_fd)
         self._history_limit = history_limit
         self._schema_version = 0
         self._allocations = _Cached(ALLOCATIONS)
@@ -243,58 +242,9 @@ class Store:
         """
         if history_limit < 0:
             raise ValueError(f"history_limit must be >= 0, not {history_limit}")
-        path = Path(path)
-        lock_fd = open_locked(
-            path,
-            what="store",
-            in_use="another masc daemon with the same [storage] path?",
-            error=StoreError,
+        return cls._open_file(
+            Path(path), lambda path, conn, lock_fd: cls(path, conn, lock_fd, history_limit)
         )
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = sqlite3.connect(
-                path.absolute().as_uri() + "?mode=rw", uri=True, isolation_level=None
-            )
-            store = cls(path, conn, lock_fd, history_limit)
-            store._prepare()
-            return store
-        except BaseException as exc:
-            if conn is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            # After SQLite let go of the file: closing any descriptor of a file drops the
-            # process's POSIX locks on it, SQLite's included.
-            os.close(lock_fd)
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{path}: cannot open the store: {exc}") from exc
-            raise
-
-    def close(self) -> None:
-        """Close the file (SQLite checkpoints the WAL into it) and release the lock."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.close()
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._path}: closing the store failed: {exc}") from exc
-        finally:
-            os.close(self._lock_fd)
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     @property
     def schema_version(self) -> int:
@@ -406,29 +356,6 @@ class Store:
             conn.execute(_HISTORY_PRUNE, (self._history_limit,))
 
     # -- internals -------------------------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreError(f"{self._path}: the store is closed")
-        return self._conn
-
-    @contextlib.contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed (durably) on leaving, rolled back on error."""
-        conn = self._connection()
-        try:
-            # IMMEDIATE: take the write lock now, so a busy file fails before any work.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._path}: {what} failed: {exc}") from exc
 
     def _prepare(self) -> None:
         """Identify the file, switch it to WAL, migrate it, prune history, read it in."""
