@@ -1,9 +1,10 @@
 """``masc``: run the daemon, check a configuration, decode a message, run the MADCAP server,
-run the local demo.
+run the local demo, run a simulation scenario.
 
-Exit status: 0 success; 1 runtime failure (e.g. an address that cannot be bound);
-2 bad configuration or usage. Warnings about a valid configuration (``config_warnings``) are
-printed by check-config and logged by run, and change neither exit status.
+Exit status: 0 success; 1 runtime failure (e.g. an address that cannot be bound; for
+``sim``, a safety violation or unserved demand); 2 bad configuration, scenario or usage.
+Warnings about a valid configuration (``config_warnings``) are printed by check-config and
+logged by run, and change neither exit status.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from masc.cli import sim as sim_command
 from masc.config import ConfigError, config_warnings, load_config
 
 
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         help="stop as soon as every domain holds address space (exit 1 if not nested)",
     )
 
+    sim_command.add_parser(sub)
+
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file)
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return _decode(args.hex)
     if args.command == "madcap":
         return _madcap(args.config, args.log_format, args.log_level, check=args.check)
+    if args.command == "sim":
+        return sim_command.run(args)
     from masc.cli.demo import run_demo
 
     return run_demo(

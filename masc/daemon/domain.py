@@ -64,6 +64,8 @@ log = logging.getLogger("masc.domain")
 UNHEARD_GRACE: Final = 3600.0
 # What a request may be refused with and the runner carries on.
 REFUSALS: Final = (RequestRefused, LookupError, ValueError, MaasError)
+# Queued inputs handled before the runner lets other tasks run (a checkpoint).
+_BATCH: Final = 64
 
 WallClock = Callable[[], float]
 T = TypeVar("T")
@@ -237,18 +239,38 @@ class DomainRunner:
             self._restore(self.clock())
         self._execute(self.engine.start(now=self.clock()))
         task_status.started()
+        rx = self._inbox_rx
         while True:
-            deadlines = [d for d in (self.engine.next_deadline(), self._grant_deadline()) if d]
-            deadline = min(deadlines) if deadlines else None
-            if deadline is None:
-                wake = math.inf
-            else:
-                wake = trio.current_time() + max(0.0, deadline - self.clock())
-            with trio.move_on_at(wake):
-                event = await self._inbox_rx.receive()
-                self.turns += 1
-                self._handle(event)
-                continue
+            # One cancel scope per timer that fires, not one per event: its deadline
+            # follows the engine's (and the grant table's) next deadline.
+            with trio.CancelScope() as waiting:
+                handled = 0
+                while True:
+                    deadlines = [
+                        d for d in (self.engine.next_deadline(), self._grant_deadline()) if d
+                    ]
+                    deadline = min(deadlines) if deadlines else None
+                    if deadline is None:
+                        wake = math.inf
+                    else:
+                        wake = trio.current_time() + max(0.0, deadline - self.clock())
+                        if wake <= trio.current_time():
+                            break
+                    if waiting.deadline != wake:
+                        waiting.deadline = wake
+                    try:
+                        event = rx.receive_nowait()
+                    except trio.WouldBlock:
+                        event = await rx.receive()
+                        handled = 0
+                    else:
+                        # Inputs already queued are handled in a row; other tasks get a
+                        # turn every _BATCH of them.
+                        handled += 1
+                        if handled % _BATCH == 0:
+                            await trio.lowlevel.checkpoint()
+                    self.turns += 1
+                    self._handle(event)
             self.turns += 1
             now = max(self.clock(), deadline or 0.0)
             if self.grants is not None:

@@ -61,6 +61,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 
 from masc.protocol.space import (
     FreeRun,
@@ -333,7 +334,12 @@ def usage_within(prefix: Prefix, by_prefix: Mapping[Prefix, int]) -> int:
 def _band(config: AllocatorConfig) -> tuple[Fraction, Fraction]:
     """The band as exact fractions (0.9 is 9/10): address counts reach 2**128, where float
     products round by more than the sizes being compared."""
-    low, high = config.target_utilization
+    return _fractions(config.target_utilization)
+
+
+@lru_cache(maxsize=64)
+def _fractions(band: tuple[float, float]) -> tuple[Fraction, Fraction]:
+    low, high = band
     return Fraction(str(low)), Fraction(str(high))
 
 
@@ -401,3 +407,45 @@ def plan_renewal(
         by_prefix = demand.by_prefix
         return upper if usage_within(upper, by_prefix) > usage_within(lower, by_prefix) else lower
     return prefix
+
+
+# --- when a claim for new space can succeed again (ClaimEngine._Stuck) -------------------------
+
+
+def largest_free(space: Sequence[Prefix], occupied: Iterable[Prefix]) -> int:
+    """``k`` of the largest free aligned block of 2**k addresses inside ``space`` (-1: none).
+    :func:`choose_prefix` finds a block of ``size`` addresses, whatever the strategy,
+    exactly when ``host_bits_for(size) <= largest_free(space, occupied)``."""
+    best = -1
+    for width, start, stop in free_runs(space, occupied):
+        for _, k in aligned_blocks(start, stop, width):
+            best = max(best, k)
+    return best
+
+
+def first_release(taken: Mapping[Prefix, float], forever: Iterable[Prefix]) -> float:
+    """The first moment an address of ``taken`` (prefix -> when it stops being taken) is
+    free: a prefix is free only once it and every taken prefix around it have gone;
+    ``forever`` prefixes stay taken.  ``math.inf`` if never."""
+    index: dict[tuple[int, int, int], float] = {}
+    lengths: dict[int, set[int]] = {}
+
+    def put(prefix: Prefix, until: float) -> None:
+        width, length = prefix.max_prefixlen, prefix.prefixlen
+        key = (width, length, int(prefix.network_address) >> (width - length))
+        index[key] = max(index.get(key, until), until)
+        lengths.setdefault(width, set()).add(length)
+
+    for prefix, until in taken.items():
+        put(prefix, until)
+    for prefix in forever:
+        put(prefix, math.inf)
+    first = math.inf
+    for prefix in taken:
+        width, start = prefix.max_prefixlen, int(prefix.network_address)
+        free_at = 0.0
+        for length in lengths[width]:
+            if length <= prefix.prefixlen:
+                free_at = max(free_at, index.get((width, length, start >> (width - length)), 0.0))
+        first = min(first, free_at)
+    return first

@@ -10,7 +10,8 @@ how a free prefix is found and how the full state is replayed to a peer (§11.8)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from masc.protocol.constants import AddressFamily, ClaimType, Role
@@ -95,11 +96,35 @@ class CacheEntry:
 
 
 class ClaimCache:
-    """Cached attributes by §11.1 identity, kept until expiry plus the §12.3 grace."""
+    """Cached attributes by §11.1 identity, kept until expiry plus the §12.3 grace.
 
-    def __init__(self, grace: float) -> None:
+    Indexed, because a parent or a top-level domain caches thousands of attributes and the
+    engine asks about a few of them on every input: by Type, by (Type, Origin Domain), by
+    updated Origin Role, and in order of expiry.  ``local`` (the node's own domain) picks
+    the entries whose expiry changes something the engine reports (see
+    :meth:`next_watched`); without it every entry is watched.
+    """
+
+    def __init__(self, grace: float, *, local: DomainId | None = None) -> None:
         self.grace = grace
+        self.local = local
         self._entries: dict[Identity, CacheEntry] = {}
+        self._by_type: dict[ClaimType, dict[Identity, CacheEntry]] = {}
+        self._by_origin: dict[tuple[ClaimType, DomainId], dict[Identity, CacheEntry]] = {}
+        self._by_role: dict[Role, dict[Identity, CacheEntry]] = {}
+        # (expires, sequence number, key), sorted: all entries, and the watched ones.
+        self._expiry: list[tuple[int, int, Identity]] = []
+        self._watched: list[tuple[int, int, Identity]] = []
+        self._seq: dict[Identity, int] = {}
+        self._next_seq = 0
+        # Latest expiry among CHILD-role entries of other domains (never lowered: an entry
+        # leaves the cache only once expired, so "some such entry is live" is exactly
+        # "child_expiry > now").
+        self.child_expiry = 0
+        # Bumped whenever an entry that may free space arrives or an entry is dropped
+        # before its time: anything but NEW_CLAIM / CLAIM_TO_EXPAND / PREFIX_IN_USE.
+        self.room_version = 0
+        self.version = 0  # bumped on every change
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -110,31 +135,90 @@ class ClaimCache:
     def __contains__(self, claim: Claim) -> bool:
         return identity(claim) in self._entries
 
+    def _is_watched(self, claim: Claim) -> bool:
+        return (
+            self.local is None
+            or claim.origin_domain == self.local
+            or claim.origin_role is Role.PARENT
+            or claim.type is ClaimType.WITHDRAW
+        )
+
     def add(self, entry: CacheEntry) -> bool:
         """Store ``entry``; False (and nothing stored) if it is a duplicate."""
-        key = identity(entry.claim)
+        c = entry.claim
+        key = identity(c)
         if key in self._entries:
             return False
         self._entries[key] = entry
+        self._by_type.setdefault(c.type, {})[key] = entry
+        self._by_origin.setdefault((c.type, c.origin_domain), {})[key] = entry
+        self._by_role.setdefault(c.origin_role, {})[key] = entry
+        seq = self._next_seq
+        self._next_seq += 1
+        self._seq[key] = seq
+        item = (entry.expires, seq, key)
+        insort(self._expiry, item)
+        if self._is_watched(c):
+            insort(self._watched, item)
+        if c.origin_role is Role.CHILD and c.origin_domain != self.local:
+            self.child_expiry = max(self.child_expiry, entry.expires)
+        if c.type not in CLAIMS:
+            self.room_version += 1
+        self.version += 1
         return True
 
     def get(self, claim: Claim) -> CacheEntry | None:
         return self._entries.get(identity(claim))
 
     def discard(self, claim: Claim) -> None:
-        self._entries.pop(identity(claim), None)
+        key = identity(claim)
+        if key in self._entries:
+            self._remove(key)
+            self.room_version += 1
+
+    def _remove(self, key: Identity) -> CacheEntry:
+        entry = self._entries.pop(key)
+        self.version += 1
+        c = entry.claim
+        del self._by_type[c.type][key]
+        del self._by_origin[(c.type, c.origin_domain)][key]
+        del self._by_role[c.origin_role][key]
+        item = (entry.expires, self._seq.pop(key), key)
+        for order in (self._expiry, self._watched):
+            i = bisect_left(order, item)
+            if i < len(order) and order[i][1] == item[1]:
+                del order[i]
+        return entry
 
     def purge(self, now: float) -> list[CacheEntry]:
         """Forget entries past expiry plus grace (§12.3): only then is their space free."""
-        gone = [e for k, e in self._entries.items() if e.expires + self.grace <= now]
-        for entry in gone:
-            del self._entries[identity(entry.claim)]
-        return gone
+        gone: list[tuple[int, Identity]] = []
+        for expires, seq, key in self._expiry:
+            if expires + self.grace > now:
+                break
+            gone.append((seq, key))
+        gone.sort()  # in the order they were cached
+        return [self._remove(key) for _, key in gone]
 
     def next_purge(self) -> float | None:
-        if not self._entries:
+        if not self._expiry:
             return None
-        return min(e.expires for e in self._entries.values()) + self.grace
+        return self._expiry[0][0] + self.grace
+
+    def next_watched(self, now: float) -> float | None:
+        """The next moment a watched entry expires (Timestamp + Holdtime > now), or is due
+        to be purged: each entry's ``expires`` if still live, else ``expires + grace``."""
+        times: list[float] = []
+        order = self._watched
+        if order:
+            if order[0][0] <= now:
+                times.append(order[0][0] + self.grace)
+            i = bisect_right(order, (int(now), _MAX_SEQ))
+            while i < len(order) and order[i][0] <= now:
+                i += 1
+            if i < len(order):
+                times.append(order[i][0])
+        return min(times) if times else None
 
     def held(self, now: float) -> Iterator[CacheEntry]:
         """Entries that still hold their space: not past expiry plus grace (§12.3)."""
@@ -145,5 +229,21 @@ class ClaimCache:
     def live(self, now: float) -> Iterator[CacheEntry]:
         """Entries that have not expired (Timestamp + Holdtime > now)."""
         for entry in self._entries.values():
-            if entry.live(now):
+            if entry.expires > now:
                 yield entry
+
+    def of_type(self, claim_type: ClaimType) -> Iterable[CacheEntry]:
+        """Entries of one Type, in the order they were cached (live or not)."""
+        return self._by_type.get(claim_type, _EMPTY).values()
+
+    def of_origin(self, claim_type: ClaimType, domain: DomainId) -> Iterable[CacheEntry]:
+        """Entries of one Type from one Origin Domain, in the order they were cached."""
+        return self._by_origin.get((claim_type, domain), _EMPTY).values()
+
+    def of_role(self, role: Role) -> Iterable[CacheEntry]:
+        """Entries of one (updated) Origin Role, in the order they were cached."""
+        return self._by_role.get(role, _EMPTY).values()
+
+
+_EMPTY: dict[Identity, CacheEntry] = {}
+_MAX_SEQ = 1 << 62

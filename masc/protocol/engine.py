@@ -51,6 +51,8 @@ from masc.protocol.allocation import (
     Held,
     can_double,
     choose_prefix,
+    first_release,
+    largest_free,
     plan_growth,
     plan_renewal,
 )
@@ -91,7 +93,7 @@ from masc.protocol.events import (
     SpaceKind,
 )
 from masc.protocol.propagation import Audience, audience, sync_order, updated_origin_role
-from masc.protocol.space import Randomness, collapse, covers, overlaps, subtract
+from masc.protocol.space import Randomness, collapse, covers, host_bits_for, overlaps, subtract
 from masc.protocol.wire.codec import encode_claim
 from masc.protocol.wire.messages import Claim, DomainId, NodeId, Prefix, Update
 
@@ -268,6 +270,19 @@ class LocalPiece:
     active: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _Stuck:
+    """A claim for new space found no free block (§5.1, Appendix A): the largest free
+    aligned block then had 2**``bits`` addresses (-1: none).  Until ``signature`` (what
+    could free space: the cache, denials, sessions, our prefixes and claims) changes or
+    time alone frees something (``until``), a claim needing more is not tried again: it
+    could only fail the same way (performance only, the outcome is the same)."""
+
+    signature: tuple[object, ...]
+    bits: int
+    until: float
+
+
 class RequestRefused(Exception):
     """An operator or allocator request the engine cannot carry out (never sent to a peer)."""
 
@@ -281,8 +296,17 @@ class _Refuse(Exception):
         self.reason = reason
 
 
+_MemoKey = tuple[int, int, float, float]  # cache version, room generation, now, grace
+
+
 def _u32(value: float) -> int:
     return max(0, min(_MAX_U32, int(value)))
+
+
+# What a child claims or holds (§11.2-§11.4): space a parent must not shrink away from.
+_CHILD_HOLDS: Final = frozenset(
+    {ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND, ClaimType.PREFIX_IN_USE}
+)
 
 
 class ClaimEngine:
@@ -291,7 +315,7 @@ class ClaimEngine:
     def __init__(self, config: EngineConfig, *, rng: Randomness) -> None:
         self.config = config
         self.rng = rng
-        self.cache = ClaimCache(config.clock_skew_grace)
+        self.cache = ClaimCache(config.clock_skew_grace, local=config.local_domain)
         self.allocations: dict[tuple[SpaceKind, Prefix], Allocation] = {}
         self.pending: list[PendingClaim] = []
         self.scheduled: list[ScheduledClaim] = []
@@ -311,6 +335,11 @@ class ClaimEngine:
         self._restored_non_leaf_until = 0.0
         self._events: list[EngineEvent] = []
         self._outbox: dict[str, list[Claim]] = {}
+        # Derived-state caches (performance only; see _cache_taken and _Stuck).
+        self._room_gen = 0  # bumped by inputs that may free space the cache cannot see
+        self._taken_memo: dict[SpaceKind, tuple[_MemoKey, dict[Prefix, float]]] = {}
+        self._stuck: dict[SpaceKind, _Stuck] = {}
+        self._grib_memo: tuple[object, list[Prefix]] = ((), [])
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -324,6 +353,7 @@ class ClaimEngine:
         """A session reached Established: send it the full relevant state in §11.8 order."""
         self._begin(now)
         self.neighbors[neighbor.key] = neighbor
+        self._room_gen += 1
         claims = [
             e.claim for e in self.cache.live(now) if neighbor in self._audience_of(e, exclude=None)
         ]
@@ -335,6 +365,7 @@ class ClaimEngine:
         is store-and-forward, and the origin is usually not the peer."""
         self._begin(now)
         self.neighbors.pop(key, None)
+        self._room_gen += 1
         self._outbox.pop(key, None)
         return self._finish()
 
@@ -390,11 +421,23 @@ class ClaimEngine:
             times.append(alloc.expires)
             if self._may_renew(alloc):
                 times.append(max(self._renew_at(alloc), alloc.renew_retry_at))
-        for entry in self.cache:
-            times.append(entry.expires if entry.expires > now else entry.expires + self.cache.grace)
+        # Only the expiry of attributes that change what we report or plan needs a wake-up
+        # (ours, our parents', WITHDRAWs, and the last child's for the leaf mode, §12.2);
+        # others' claims are read with ``now`` when needed, and purged at the next timer.
+        watched = self.cache.next_watched(now)
+        if watched is not None:
+            times.append(watched)
+        if self.cache.child_expiry > now:
+            times.append(self.cache.child_expiry)
         times += self._denied_lifetime.values()
         times += self._denied_size.values()
-        times += [t for t in self._blocked_until.values() if t > now]
+        for kind, until in self._blocked_until.items():
+            stuck = self._stuck_still(kind)
+            if stuck is None:
+                if until > now:
+                    times.append(until)
+            elif stuck.until > now and stuck.until != float("inf"):
+                times.append(max(stuck.until, until))
         return min(times) if times else None
 
     # --- operator / allocator requests ---------------------------------------------------
@@ -459,8 +502,8 @@ class ClaimEngine:
         if alloc.kind is DOMAIN:
             inside = [
                 e
-                for e in self.cache.live(now)
-                if e.claim.origin_role is Role.CHILD
+                for e in self.cache.of_role(Role.CHILD)
+                if e.expires > now
                 and e.claim.type in CLAIMS
                 and overlaps(e.claim.prefix, prefix)
                 and not self._released(e)
@@ -500,6 +543,7 @@ class ClaimEngine:
         self._begin(now)
         self.config = config
         self.cache.grace = config.clock_skew_grace
+        self._room_gen += 1
         return self._finish()
 
     def set_demand(self, demand: Demand | None, *, now: float) -> list[EngineEvent]:
@@ -597,10 +641,10 @@ class ClaimEngine:
         domains (§11.1 cache), one per (domain, prefix) however many nodes announced it."""
         when = self._now if now is None else now
         found: dict[tuple[DomainId, Prefix], Claim] = {}
-        for entry in self.cache.live(when):
+        for entry in self.cache.of_type(ClaimType.PREFIX_IN_USE):
             c = entry.claim
             if (
-                c.type is ClaimType.PREFIX_IN_USE
+                entry.expires > when
                 and c.origin_role is Role.CHILD
                 and c.origin_domain != self.config.local_domain
             ):
@@ -619,7 +663,7 @@ class ClaimEngine:
             LocalPiece(piece, alloc.expires, alloc.renewing)
             for alloc in self.allocations.values()
             if alloc.kind is kind and alloc.expires > when
-            for piece in subtract([alloc.prefix], cuts)
+            for piece in (subtract([alloc.prefix], cuts) if cuts else [alloc.prefix])
         ]
         return sorted(pieces, key=lambda p: (int(p.prefix.network_address), p.prefix.prefixlen))
 
@@ -954,12 +998,11 @@ class ClaimEngine:
 
     def _parent_managed(self, parent: DomainId) -> list[Claim]:
         """The live PREFIX_MANAGED of a parent domain (§11.6.1)."""
+        now = self._now
         return [
             e.claim
-            for e in self.cache.live(self._now)
-            if e.claim.type is ClaimType.PREFIX_MANAGED
-            and e.claim.origin_role is Role.PARENT
-            and e.claim.origin_domain == parent
+            for e in self.cache.of_origin(ClaimType.PREFIX_MANAGED, parent)
+            if e.expires > now and e.claim.origin_role is Role.PARENT
         ]
 
     def _parent_prefixes(self, parent: DomainId) -> list[Prefix]:
@@ -971,10 +1014,8 @@ class ClaimEngine:
         """A parent's managed space minus what it withdrew (§11.6.1, §11.7.4)."""
         withdrawn = [
             e.claim.prefix
-            for e in self.cache.live(now)
-            if e.claim.type is ClaimType.WITHDRAW
-            and e.claim.origin_role is Role.PARENT
-            and e.claim.origin_domain == parent
+            for e in self.cache.of_origin(ClaimType.WITHDRAW, parent)
+            if e.expires > now and e.claim.origin_role is Role.PARENT
         ]
         return subtract(self._parent_prefixes(parent), withdrawn)
 
@@ -983,29 +1024,25 @@ class ClaimEngine:
 
     def _in_use_by(self, domain: DomainId, prefix: Prefix) -> bool:
         """§11.4.2-§11.4.3: an overlapping PREFIX_IN_USE by the claim's own domain."""
+        now = self._now
         return any(
-            e.claim.type is ClaimType.PREFIX_IN_USE
-            and e.claim.origin_domain == domain
-            and overlaps(e.claim.prefix, prefix)
-            for e in self.cache.live(self._now)
+            e.expires > now and overlaps(e.claim.prefix, prefix)
+            for e in self.cache.of_origin(ClaimType.PREFIX_IN_USE, domain)
         )
 
     def _withdraw_matches(self, claim: Claim, role: Role) -> bool:
         """§11.7.1-§11.7.3: a PREFIX_IN_USE of the origin domain covers the WITHDRAW's range,
         or a NEW_CLAIM / CLAIM_TO_EXPAND of it has the same Address, Mask and Timestamp
         (docs/conformance.md reads the RFC's "or" as either being enough)."""
-        for e in self.cache.live(self._now):
-            c = e.claim
-            if c.origin_domain != claim.origin_domain:
-                continue
-            if c.type is ClaimType.PREFIX_IN_USE and covers(c.prefix, claim.prefix):
+        now, domain = self._now, claim.origin_domain
+        for e in self.cache.of_origin(ClaimType.PREFIX_IN_USE, domain):
+            if e.expires > now and covers(e.claim.prefix, claim.prefix):
                 return True
-            if (
-                c.type in (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND)
-                and c.prefix == claim.prefix
-                and c.timestamp == claim.timestamp
-            ):
-                return True
+        for t in (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND):
+            for e in self.cache.of_origin(t, domain):
+                c = e.claim
+                if e.expires > now and c.prefix == claim.prefix and c.timestamp == claim.timestamp:
+                    return True
         if role is Role.INTERNAL:
             return any(
                 p.claim.prefix == claim.prefix and p.claim.timestamp == claim.timestamp
@@ -1026,10 +1063,11 @@ class ClaimEngine:
         """§14 with §11.7.4: after a restart a parent's WITHDRAW arrives before our own
         PREFIX_IN_USE (§11.8.1 order), when we hold nothing to withdraw yet.  Once the
         prefix is re-learned, withdraw its part in the parent's withdrawn space."""
-        for entry in list(self.cache.live(self._now)):
+        now = self._now
+        for entry in list(self.cache.of_type(ClaimType.WITHDRAW)):
             w = entry.claim
             if (
-                w.type is ClaimType.WITHDRAW
+                entry.expires > now
                 and w.origin_role is Role.PARENT
                 and overlaps(w.prefix, prefix)
                 and self._associate(w.prefix, parent_origin=w.origin_domain) is not None
@@ -1160,20 +1198,15 @@ class ClaimEngine:
         comparing afresh would let us take it back when our WITHDRAW times out while the
         winner still holds it.  So we keep yielding: the renewed PREFIX_IN_USE gets a new
         WITHDRAW, held as long as it is."""
-        live = list(self.cache.live(self._now))
-        local = self.config.local_domain
+        now, local = self._now, self.config.local_domain
         ours = {
             (e.claim.timestamp, e.claim.prefix)
-            for e in live
-            if e.claim.type is ClaimType.WITHDRAW
-            and e.claim.origin_domain == local
-            and overlaps(e.claim.prefix, claim.prefix)
+            for e in self.cache.of_origin(ClaimType.WITHDRAW, local)
+            if e.expires > now and overlaps(e.claim.prefix, claim.prefix)
         }
-        return any(
-            e.claim.type is ClaimType.PREFIX_IN_USE
-            and e.claim.origin_domain == claim.origin_domain
-            and (e.claim.timestamp, e.claim.prefix) in ours
-            for e in live
+        return bool(ours) and any(
+            e.expires > now and (e.claim.timestamp, e.claim.prefix) in ours
+            for e in self.cache.of_origin(ClaimType.PREFIX_IN_USE, claim.origin_domain)
         )
 
     def _withdraw_for_clash(self, alloc: Allocation, winner: Claim) -> None:
@@ -1195,16 +1228,18 @@ class ClaimEngine:
                 self.pending.remove(pending)
 
     def _mark_denied(self, denial: Claim, role: Role) -> None:
-        for entry in self.cache.live(self._now):
-            c = entry.claim
-            if (
-                c.origin_role is role
-                and c.type in (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND)
-                and c.origin_domain == denial.origin_domain
-                and c.timestamp == denial.timestamp
-                and c.prefix == denial.prefix
-            ):
-                entry.denied = True
+        now = self._now
+        for t in (ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND):
+            for entry in self.cache.of_origin(t, denial.origin_domain):
+                c = entry.claim
+                if (
+                    entry.expires > now
+                    and c.origin_role is role
+                    and c.timestamp == denial.timestamp
+                    and c.prefix == denial.prefix
+                ):
+                    entry.denied = True
+                    self._room_gen += 1  # a denied claim holds no space (_occupied)
 
     def _cancel_matching_pending(self, withdraw: Claim) -> None:
         for pending in list(self.pending):
@@ -1287,13 +1322,12 @@ class ClaimEngine:
         return False
 
     def _child_holding(self, domain: DomainId) -> int:
+        now = self._now
         prefixes = {
             e.claim.prefix
-            for e in self.cache.live(self._now)
-            if e.claim.origin_domain == domain
-            and e.claim.type in CLAIMS
-            and not e.denied
-            and not self._released(e)
+            for t in CLAIMS
+            for e in self.cache.of_origin(t, domain)
+            if e.expires > now and not e.denied and not self._released(e)
         }
         return sum(p.num_addresses for p in collapse(prefixes))
 
@@ -1364,6 +1398,11 @@ class ClaimEngine:
                 continue
             if kind is LOCAL and not self._usable(DOMAIN, now):
                 continue
+            stuck = self._stuck_still(kind)
+            if stuck is not None:
+                quick = self._growth(kind, doubles=False)
+                if quick is None or host_bits_for(quick.size) > stuck.bits:
+                    continue  # it would fail as the last one did (_Stuck)
             grow = self._growth(kind)
             if grow is None:
                 continue
@@ -1388,6 +1427,49 @@ class ClaimEngine:
                 )
             )
 
+    def _room_signature(self, kind: SpaceKind) -> tuple[object, ...]:
+        return (
+            self.cache.room_version,
+            self._room_gen,
+            tuple((k, a.expires, a.renewing) for k, a in self.allocations.items()),
+            tuple(p.claim.prefix for p in self.pending if p.kind is kind),
+            tuple(s.prefix for s in self.scheduled if s.kind is kind),
+        )
+
+    def _stuck_still(self, kind: SpaceKind) -> _Stuck | None:
+        """The kind's :class:`_Stuck` record while it still holds (else forget it)."""
+        stuck = self._stuck.get(kind)
+        if stuck is None:
+            return None
+        if self._now >= stuck.until or stuck.signature != self._room_signature(kind):
+            del self._stuck[kind]
+            return None
+        return stuck
+
+    def _note_stuck(self, kind: SpaceKind, parents: list[DomainId | None]) -> None:
+        """A new claim found no room (see :class:`_Stuck`); only DOMAIN space: a LOCAL one
+        makes room by expanding (_expand_for_room), which must be retried."""
+        if kind is not DOMAIN or any(
+            self._doubles(a) for a in self.allocations.values() if a.kind is kind
+        ):
+            return  # a prefix that can double may grow by expansion instead (§5.3)
+        now, bits, until = self._now, -1, float("inf")
+        taken = self._cache_taken(kind)
+        fixed = self._occupied(kind)
+        for parent in parents:
+            space = self._claim_space(kind, parent)
+            bits = max(bits, largest_free(space, fixed))
+            if parent is not None and parent != TLD_ID:
+                # A parent's WITHDRAW timing out gives the space back (§11.7.4).
+                for e in self.cache.of_origin(ClaimType.WITHDRAW, parent):
+                    if e.expires > now and e.claim.origin_role is Role.PARENT:
+                        until = min(until, e.expires)
+        forever = [a.prefix for a in self.allocations.values() if a.kind is kind]
+        forever += [p.claim.prefix for p in self.pending if p.kind is kind]
+        forever += [s.prefix for s in self.scheduled if s.kind is kind and s.prefix is not None]
+        until = min(until, first_release(taken, forever))
+        self._stuck[kind] = _Stuck(self._room_signature(kind), bits, until)
+
     @property
     def _horizon(self) -> float:
         """§17.1.2: how long until a claim started now is usable."""
@@ -1403,20 +1485,21 @@ class ClaimEngine:
             return self.demand
         now = self._now
         held = sum(a.prefix.num_addresses for a in self.allocations.values() if a.kind is LOCAL)
-        children = sum(
-            e.claim.prefix.num_addresses
-            for e in self.cache.live(now)
-            if e.claim.origin_role is Role.CHILD
+        # One count per child prefix: a renewal caches a second PREFIX_IN_USE for it.
+        blocks = {
+            (e.claim.origin_domain, e.claim.prefix)
+            for e in self.cache.of_type(ClaimType.PREFIX_IN_USE)
+            if e.expires > now
+            and e.claim.origin_role is Role.CHILD
             and e.claim.origin_domain != self.config.local_domain
-            and e.claim.type is ClaimType.PREFIX_IN_USE
             and not self._released(e)
-        )
-        return Demand(in_use=held + children)
+        }
+        return Demand(in_use=held + sum(prefix.num_addresses for _, prefix in blocks))
 
-    def _held(self, kind: SpaceKind) -> list[Held]:
+    def _held(self, kind: SpaceKind, *, doubles: bool = True) -> list[Held]:
         now = self._now
         return [
-            Held(a.prefix, a.renewing, self._doubles(a))
+            Held(a.prefix, a.renewing, doubles and self._doubles(a))
             for a in self.allocations.values()
             if a.kind is kind and a.expires > now and self._usable_of(a, now)
         ]
@@ -1442,8 +1525,9 @@ class ClaimEngine:
             p for p in self._occupied(kind, ignore=prefix) if not any(covers(o, p) for o in ours)
         ]
 
-    def _growth(self, kind: SpaceKind) -> Grow | None:
-        """What to add to ``kind`` space now, if anything (Appendix A)."""
+    def _growth(self, kind: SpaceKind, *, doubles: bool = True) -> Grow | None:
+        """What to add to ``kind`` space now, if anything (Appendix A).  ``doubles=False``
+        skips finding which prefixes could double (the sizes are the same)."""
         cfg, now = self.config, self._now
         demand = self._demand_for(kind)
         usable = self._usable(kind, now)
@@ -1452,10 +1536,13 @@ class ClaimEngine:
             return None if usable or cfg.initial_size <= 0 else Grow(cfg.initial_size)
         if self._pending_growth(kind):
             return None  # one growth claim at a time: see below
-        held = self._held(kind)
+        # Whether to grow does not depend on which prefixes can double: ask that first.
+        held = self._held(kind, doubles=False)
         if plan_growth(held, 0, demand, self._horizon, cfg.allocator) is None:
             grow = None  # §17.1.2: what is held lasts beyond one waiting period
         else:
+            if doubles:
+                held = self._held(kind)
             # The next claim can start only once this one is allocated, one horizon from
             # now, and needs another to be usable: size this one for the demand two
             # horizons ahead, so growth never waits (docs/conformance.md).
@@ -1539,15 +1626,15 @@ class ClaimEngine:
         if any(p.kind is kind and p.purpose == "new" for p in self.pending):
             return True
         role = Role.INTERNAL if kind is DOMAIN else Role.CHILD
+        now = self._now
         return any(
-            e.claim.type is ClaimType.NEW_CLAIM
+            e.expires > now
             and e.claim.origin_role is role
-            and e.claim.origin_domain == self.config.local_domain
             and e.claim.origin_node != self.config.local_node
-            and e.claim.timestamp + self.config.waiting_period > self._now
+            and e.claim.timestamp + self.config.waiting_period > now
             and not e.denied
             and not is_hint(e.claim)
-            for e in self.cache.live(self._now)
+            for e in self.cache.of_origin(ClaimType.NEW_CLAIM, self.config.local_domain)
         )
 
     def _eligible_parents(self) -> list[DomainId]:
@@ -1556,7 +1643,18 @@ class ClaimEngine:
         if cfg.is_tld:
             return [DomainId(TLD_ID)] if cfg.global_pool else []
         up = {n.domain for n in self.neighbors.values() if n.role is Role.PARENT}
-        return [p for p in cfg.parent_domain_ids if p in up and self._parent_space(p, self._now)]
+        return [p for p in cfg.parent_domain_ids if p in up and self._has_parent_space(p)]
+
+    def _has_parent_space(self, parent: DomainId) -> bool:
+        """``bool(self._parent_space(parent, now))``, without the set arithmetic when the
+        parent has withdrawn nothing (asked on every input)."""
+        now = self._now
+        if any(
+            e.expires > now and e.claim.origin_role is Role.PARENT
+            for e in self.cache.of_origin(ClaimType.WITHDRAW, parent)
+        ):
+            return bool(self._parent_space(parent, now))
+        return bool(self._parent_prefixes(parent))
 
     def _claim_space(self, kind: SpaceKind, parent: DomainId | None) -> list[Prefix]:
         if kind is LOCAL:
@@ -1568,48 +1666,57 @@ class ClaimEngine:
     def _occupied(self, kind: SpaceKind, ignore: Prefix | None = None) -> list[Prefix]:
         """Space that is not free to claim: ours, our claims, and others' claims and
         prefixes still held in the cache (which includes the §12.3 grace)."""
-        now = self._now
-        role_set = {Role.SIBLING, Role.INTERNAL} if kind is DOMAIN else {Role.CHILD}
         taken = [a.prefix for a in self.allocations.values() if a.kind is kind]
         taken += [p.claim.prefix for p in self.pending if p.kind is kind]
         taken += [s.prefix for s in self.scheduled if s.kind is kind and s.prefix is not None]
-        for e in self.cache.held(now):
-            c = e.claim
-            if (
-                c.type in CLAIMS
-                and c.origin_role in role_set
-                and not e.denied
-                and not is_hint(c)
-                and not self._released(e)
-            ):
-                taken.append(c.prefix)
+        taken += self._cache_taken(kind)
+        return [p for p in taken if p != ignore]
+
+    def _cache_taken(self, kind: SpaceKind) -> dict[Prefix, float]:
+        """The cached part of :meth:`_occupied`, each prefix with the moment time alone
+        frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache,
+        a denial mark or the clock changes: one input asks several times."""
+        now = self._now
+        key = (self.cache.version, self._room_gen, now, self.cache.grace)
+        memo = self._taken_memo.get(kind)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        grace = self.cache.grace
+        role_set = {Role.SIBLING, Role.INTERNAL} if kind is DOMAIN else {Role.CHILD}
+        taken: dict[Prefix, float] = {}
+        for t in (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimType.NEW_CLAIM):
+            for e in self.cache.of_type(t):
+                c = e.claim
+                until = e.expires + grace
+                if (
+                    until > now
+                    and c.origin_role in role_set
+                    and not e.denied
+                    and not is_hint(c)
+                    and not self._released(e)
+                ):
+                    taken[c.prefix] = max(taken.get(c.prefix, until), until)
         # Our own live WITHDRAWs (§5.4 release, §12.4 clash) would cut a new allocation of
         # the same range at once (§11.7.3): we do not claim it again until they time out.
         own = Role.INTERNAL if kind is DOMAIN else Role.CHILD
-        taken += [
-            e.claim.prefix
-            for e in self.cache.live(now)
-            if e.claim.type is ClaimType.WITHDRAW
-            and e.claim.origin_role is own
-            and e.claim.origin_domain == self.config.local_domain
-        ]
-        return [p for p in taken if p != ignore]
+        for e in self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
+            if e.expires > now and e.claim.origin_role is own:
+                p = e.claim.prefix
+                taken[p] = max(taken.get(p, e.expires), e.expires)
+        self._taken_memo[kind] = (key, taken)
+        return taken
 
     def _released(self, entry: CacheEntry) -> bool:
         """A claim its domain gave back with a WITHDRAW of the same prefix, sent at or after
         the claim's timestamp (a renewed prefix is announced again with the renewal's
         timestamp, and its release withdraws the older announcements too)."""
         c = entry.claim
-        return (
-            any(
-                w.claim.type is ClaimType.WITHDRAW
-                and w.claim.origin_domain == c.origin_domain
-                and w.claim.prefix == c.prefix
-                and w.claim.timestamp >= c.timestamp
-                for w in self.cache.live(self._now)
-            )
-            if c.type is not ClaimType.WITHDRAW
-            else False
+        if c.type is ClaimType.WITHDRAW:
+            return False
+        now = self._now
+        return any(
+            w.expires > now and w.claim.prefix == c.prefix and w.claim.timestamp >= c.timestamp
+            for w in self.cache.of_origin(ClaimType.WITHDRAW, c.origin_domain)
         )
 
     def _send_claim(self, scheduled: ScheduledClaim) -> None:
@@ -1657,6 +1764,8 @@ class ClaimEngine:
                     chosen = (parent, prefix)
                     break
         if chosen is None:
+            if scheduled.prefix is None and parents:
+                self._note_stuck(kind, parents)
             what = scheduled.prefix or f"{scheduled.size} addresses"
             self._events.append(
                 PolicyNotice("claim_impossible", f"cannot claim {what} ({kind.value}) now")
@@ -1796,21 +1905,20 @@ class ClaimEngine:
         # announcement of then.  Ours just changed (new, renewed, expanded prefix), so a
         # PREFIX_IN_USE we already hold may win over it now: compare again.
         role = Role.SIBLING if alloc.kind is DOMAIN else Role.CHILD
-        live = [e.claim for e in self.cache.live(self._now)]
-        for c in live:
-            if not (
-                c.type is ClaimType.PREFIX_IN_USE
-                and c.origin_role is role
-                and c.origin_domain != local
-                and overlaps(c.prefix, alloc.prefix)
-            ):
-                continue
+        now = self._now
+        overlapping = [
+            e.claim
+            for e in self.cache.of_type(ClaimType.PREFIX_IN_USE)
+            if e.expires > now
+            and e.claim.origin_role is role
+            and e.claim.origin_domain != local
+            and overlaps(e.claim.prefix, alloc.prefix)
+        ]
+        for c in overlapping:
             inside = c.prefix if covers(alloc.prefix, c.prefix) else alloc.prefix
             if any(
-                w.type is ClaimType.WITHDRAW
-                and w.origin_domain == c.origin_domain
-                and covers(w.prefix, inside)
-                for w in live
+                w.expires > now and covers(w.claim.prefix, inside)
+                for w in self.cache.of_origin(ClaimType.WITHDRAW, c.origin_domain)
             ):
                 continue  # released (§5.4) or lost in a clash (§12.4): no longer theirs
             self._check_clash(c, alloc.kind)
@@ -1879,7 +1987,7 @@ class ClaimEngine:
         if demand is None:
             self._schedule_renewal(alloc)
             return
-        held = self._held(alloc.kind)
+        held = self._held(alloc.kind, doubles=False)  # plan_renewal ignores can_double
         keep = plan_renewal(alloc.prefix, held, demand, self._horizon, self.config.allocator)
         floor = self.config.initial_size
         if keep is None:
@@ -1890,12 +1998,36 @@ class ClaimEngine:
                 keep = alloc.prefix
         elif keep != alloc.prefix and keep.num_addresses < floor:
             keep = alloc.prefix
+        if keep != alloc.prefix and self._would_strand(alloc, keep):
+            keep = alloc.prefix
         if keep is None:
             self._deprecate(alloc, "under-used")
         elif keep == alloc.prefix:
             self._schedule_renewal(alloc)
         else:
             self._schedule_on(alloc, keep, "shrink")
+
+    def _would_strand(self, alloc: Allocation, keep: Prefix | None) -> bool:
+        """Whether keeping only ``keep`` of a managed prefix (nothing when None) would leave
+        a child's prefix or our own LOCAL space outside it: §17.1.5 returns *unused*
+        space, and the demand's counts do not say where in the prefix the use is."""
+        if alloc.kind is not DOMAIN or not self.non_leaf:
+            return False
+        now, outer = self._now, alloc.prefix
+        inner = [a.prefix for a in self.allocations.values() if a.kind is LOCAL]
+        # Children's claims under way count too: they become prefixes a waiting period on.
+        inner += [
+            e.claim.prefix
+            for e in self.cache.of_role(Role.CHILD)
+            if e.claim.type in _CHILD_HOLDS
+            and e.expires > now
+            and e.claim.origin_domain != self.config.local_domain
+        ]
+        return any(
+            covers(outer, p) and (keep is None or not covers(keep, p))
+            for p in inner
+            if p.version == outer.version
+        )
 
     def _deprecate(self, alloc: Allocation, reason: str) -> None:
         if alloc.renewing:
@@ -1953,11 +2085,8 @@ class ClaimEngine:
 
     def _update_leaf_mode(self) -> None:
         """§12.2: non-leaf while any UPDATE originated by a child is cached."""
-        local = self.config.local_domain
-        non_leaf = any(
-            e.claim.origin_role is Role.CHILD and e.claim.origin_domain != local
-            for e in self.cache.live(self._now)
-        )
+        # Some UPDATE of a child is live exactly when the latest of them expires later.
+        non_leaf = self.cache.child_expiry > self._now
         if not non_leaf and self._now < self._restored_non_leaf_until:
             # Restored from storage with LOCAL space: the children's claims are not stored
             # and come back only as their sessions do (§11.8); until then the MAASs keep
@@ -1972,18 +2101,20 @@ class ClaimEngine:
         DOMAIN space, so a WITHDRAW of DOMAIN space cuts it too (§11.7.3: "stop advertising
         the WITHDRAW range to the MAASs")."""
         roles = {Role.INTERNAL} if kind is DOMAIN else {Role.INTERNAL, Role.CHILD}
+        if not self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
+            return []
         held = self._held_prefixes(kind)
         return [
             e.claim.prefix
-            for e in self.cache.live(now)
-            if e.claim.type is ClaimType.WITHDRAW
+            for e in self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain)
+            if e.expires > now
             and e.claim.origin_role in roles
-            and e.claim.origin_domain == self.config.local_domain
             and any(overlaps(e.claim.prefix, a) for a in held)
         ]
 
     def _usable_of(self, alloc: Allocation, now: float) -> list[Prefix]:
-        return subtract([alloc.prefix], self._withdrawn_ranges(alloc.kind, now))
+        cuts = self._withdrawn_ranges(alloc.kind, now)
+        return subtract([alloc.prefix], cuts) if cuts else [alloc.prefix]
 
     def _usable(self, kind: SpaceKind, now: float) -> list[Prefix]:
         held = [a.prefix for a in self.allocations.values() if a.kind is kind and a.expires > now]
@@ -1995,11 +2126,18 @@ class ClaimEngine:
         pieces: list[Prefix] = []
         withdraws = [
             e
-            for e in self.cache.live(now)
-            if e.claim.type is ClaimType.WITHDRAW
-            and e.claim.origin_role is Role.INTERNAL
-            and e.claim.origin_domain == self.config.local_domain
+            for e in self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain)
+            if e.expires > now and e.claim.origin_role is Role.INTERNAL
         ]
+        # The same prefixes and WITHDRAWs give the same set (every input asks).
+        key = (
+            tuple(
+                a.prefix for a in self.allocations.values() if a.kind is DOMAIN and a.expires > now
+            ),
+            tuple(id(w) for w in withdraws),
+        )
+        if not withdraws and self._grib_memo[0] == key:
+            return self._grib_memo[1]
         for alloc in self.allocations.values():
             if alloc.kind is not DOMAIN or alloc.expires <= now:
                 continue
@@ -2014,8 +2152,11 @@ class ClaimEngine:
                     and w.claim.holdtime < alloc.lifetime
                 )
             ]
-            pieces += subtract([alloc.prefix], cuts)
-        return collapse(pieces)
+            pieces += subtract([alloc.prefix], cuts) if cuts else [alloc.prefix]
+        grib = collapse(pieces)
+        if not withdraws:
+            self._grib_memo = (key, grib)
+        return grib
 
 
 _HANDLERS: Final = {

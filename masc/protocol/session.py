@@ -228,6 +228,8 @@ class SessionStats:
 
     messages_in: dict[str, int] = field(default_factory=lambda: {t.name: 0 for t in MessageType})
     messages_out: dict[str, int] = field(default_factory=lambda: {t.name: 0 for t in MessageType})
+    octets_in: int = 0  # whole messages, header included (§7.1)
+    octets_out: int = 0
     flaps: int = 0
     last_error: str = ""
     established_at: float | None = None
@@ -450,6 +452,7 @@ class PeerSession:
     def _send(self, conn: _Connection, message: Message, now: float) -> None:
         data = encode(message)
         self.stats.messages_out[MessageType(data[2]).name] += 1
+        self.stats.octets_out += len(data)
         self._effects.append(Send(conn.id, data))
         # §10 Established: sending a KEEPALIVE or UPDATE restarts the KeepAlive timer.
         if conn.state is not State.OPEN_SENT and isinstance(message, Keepalive | Update):
@@ -457,6 +460,7 @@ class PeerSession:
 
     def _count_in(self, frame: bytes) -> None:
         self.stats.messages_in[MessageType(frame[2]).name] += 1
+        self.stats.octets_in += len(frame)
 
     def _arm_keepalive(self, conn: _Connection, now: float) -> None:
         # §7.4: one third of the hold time, never more often than once a second; none at all

@@ -7,8 +7,11 @@ Each node of a :class:`~masc.sim.topology.Topology` runs exactly what a daemon r
 :class:`~masc.protocol.engine.ClaimEngine`, and one
 :class:`~masc.daemon.peer.PeerRunner` (with its :class:`~masc.protocol.session.PeerSession`
 FSM) per session.  Only the transport differs: a runner's ``connect`` asks the network for
-an in-memory stream pair (``trio.testing.memory_stream_pair``), hands one end to the
-matching runner of the remote node as an accepted connection and returns the other.  Under
+an in-memory stream pair (:func:`stream_pair`), hands one end to the
+matching runner of the remote node as an accepted connection and returns the other.  The
+streams are :class:`SimStream` pairs: the contract of ``trio.testing.memory_stream_pair``
+without its deliberate extra checkpoints (two per call, there to catch misuse in tests),
+which with thousands of nodes were a good part of a simulation's wall time.  Under
 ``trio.testing.MockClock(autojump_threshold=0)`` the clock jumps whenever every task is
 blocked, so days of protocol time (48-hour waiting periods, 30-day lifetimes) pass in
 seconds; the engines read ``EPOCH + trio.current_time()`` as their Unix clock.
@@ -41,7 +44,8 @@ import errno
 import logging
 import random
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -81,7 +85,93 @@ DAY: Final = 86_400.0
 _EARLY: Final = (Role.PARENT, Role.INTERNAL)  # §12.1: sessions started first
 
 EngineCall = Callable[[ClaimEngine, float], list[EngineEvent]]
-_MemoryStream = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]
+
+
+class _Pipe:
+    """One direction of an in-memory connection: bytes written and not yet read."""
+
+    __slots__ = ("data", "eof", "lot", "reader_closed")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = False  # the writer half-closed (or closed) its side
+        self.reader_closed = False  # the reading end is gone: writes fail as after a reset
+        self.lot = trio.lowlevel.ParkingLot()  # a reader waiting for data or EOF
+
+
+class SimStream(trio.abc.HalfCloseableStream):
+    """One end of an in-memory connection (see :func:`stream_pair`).
+
+    What ``trio.testing.memory_stream_pair`` gives, at one checkpoint per call: writes never
+    block (the buffer is unbounded, as the peer runner's own outbox bounds what it queues);
+    ``send_eof`` is a FIN (the peer reads what was sent, then ``b""``); :meth:`close` shuts
+    both directions, as a reset does: our pending and later reads raise
+    ``ClosedResourceError``, the peer reads EOF and its writes raise
+    ``BrokenResourceError``."""
+
+    __slots__ = ("_closed", "_in", "_out", "_send_closed")
+
+    def __init__(self, inbound: _Pipe, outbound: _Pipe) -> None:
+        self._in = inbound
+        self._out = outbound
+        self._send_closed = False
+        self._closed = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._send_closed:
+            raise trio.ClosedResourceError("this stream was closed for sending")
+        out = self._out
+        if out.reader_closed:
+            raise trio.BrokenResourceError("the peer closed the connection")
+        if data:
+            out.data += data
+            out.lot.unpark_all()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self._shut_send()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        pipe = self._in
+        if not (pipe.data or pipe.eof or self._closed):
+            await pipe.lot.park()
+        else:
+            await trio.lowlevel.checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was closed")
+        size = len(pipe.data) if max_bytes is None else min(max_bytes, len(pipe.data))
+        chunk = bytes(pipe.data[:size])
+        del pipe.data[:size]
+        return chunk  # b"" once the peer has sent EOF and everything was read
+
+    def close(self) -> None:
+        """Shut both directions now (a reset): see the class docstring."""
+        self._shut_send()
+        if not self._closed:
+            self._closed = True
+            self._in.reader_closed = True
+            self._in.data.clear()
+            self._in.lot.unpark_all()
+
+    def _shut_send(self) -> None:
+        if not self._send_closed:
+            self._send_closed = True
+            self._out.eof = True
+            self._out.lot.unpark_all()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+
+def stream_pair() -> tuple[SimStream, SimStream]:
+    """Two connected ends of an in-memory connection."""
+    a_to_b, b_to_a = _Pipe(), _Pipe()
+    return SimStream(b_to_a, a_to_b), SimStream(a_to_b, b_to_a)
 
 
 def seed_scheduler(seed: int) -> None:
@@ -250,8 +340,15 @@ class SimNetwork:
         self._nodes: dict[str, SimNode] = {}
         self._incarnations: dict[str, int] = dict.fromkeys(topology.nodes, 0)
         self._partitioned: set[int] = set()  # link indexes
-        self._streams: dict[int, list[_MemoryStream]] = {}
+        self._streams: dict[int, list[SimStream]] = {}
         self._nursery: trio.Nursery | None = None
+        # What earlier incarnations of each node counted (DomainRunner.counts, and the
+        # sessions' messages and octets), so that totals survive crashes.
+        self._retired_counts: dict[str, Counter[str]] = {n: Counter() for n in topology.nodes}
+        self._retired_traffic: dict[str, Counter[str]] = {n: Counter() for n in topology.nodes}
+        # Called with (node, events) whenever a node's grant table tells its MAASs
+        # something (the MAAS API's push), e.g. by a simulated MAAS.
+        self.grant_listener: Callable[[str, Sequence[GrantEvent]], None] | None = None
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -356,10 +453,12 @@ class SimNetwork:
             )
         domain = DomainRunner(engine, clock=self.now, grib=grib, grants=grants)
 
-        def told(events: object) -> None:
-            assert isinstance(events, list | tuple)
-            now, turn = self.now(), domain.turns
-            self.grant_events += [SimGrantEvent(now, name, e, turn) for e in events]
+        def told(events: Sequence[GrantEvent]) -> None:
+            if self.record:
+                now, turn = self.now(), domain.turns
+                self.grant_events += [SimGrantEvent(now, name, e, turn) for e in events]
+            if self.grant_listener is not None:
+                self.grant_listener(name, events)
 
         domain.on_grant_events = told
         runners = {}
@@ -394,6 +493,8 @@ class SimNetwork:
                     task_status.started()
         finally:
             node.up = False
+            self._retired_counts[node.name] += node.domain.counts
+            self._retired_traffic[node.name] += _traffic(node)
             node.done.set()
 
     async def _start_sessions(self, node: SimNode) -> None:
@@ -423,7 +524,7 @@ class SimNetwork:
             remote = self._nodes.get(peer)
             if remote is None or not remote.up:
                 raise OSError(errno.ECONNREFUSED, f"{peer} is down")
-            ours, theirs = trio.testing.memory_stream_pair()
+            ours, theirs = stream_pair()
             self._streams.setdefault(index, []).extend((ours, theirs))
             remote.runners[index].incoming(theirs)
             return ours
@@ -499,8 +600,7 @@ class SimNetwork:
     def _abort(self, index: int) -> None:
         """Close both ends of every stream of the link, as a reset would."""
         for stream in self._streams.pop(index, []):
-            stream.send_stream.close()
-            stream.receive_stream.close()
+            stream.close()
 
     # --- requests --------------------------------------------------------------------------
 
@@ -598,6 +698,24 @@ class SimNetwork:
         """The engines of the nodes that are up."""
         return {name: n.engine for name, n in self._nodes.items() if n.up}
 
+    def counts(self, node: str) -> Counter[str]:
+        """What ``node``'s domain runner counted (claims sent by type, collisions, denials,
+        clashes, allocated, deprecated, gone:<reason>), over all its incarnations."""
+        total = Counter(self._retired_counts[node])
+        running = self._nodes.get(node)
+        if running is not None and running.up:
+            total += running.domain.counts
+        return total
+
+    def traffic(self, node: str) -> Counter[str]:
+        """``messages_in``/``messages_out`` (MASC messages of every type) and
+        ``octets_in``/``octets_out`` of ``node``'s sessions, over all its incarnations."""
+        total = Counter(self._retired_traffic[node])
+        running = self._nodes.get(node)
+        if running is not None and running.up:
+            total += _traffic(running)
+        return total
+
     def grib(self, node: str) -> frozenset[Prefix]:
         """What ``node`` has injected into the G-RIB (§5.1 d)."""
         return frozenset(self._node(node).grib.prefixes)
@@ -637,3 +755,14 @@ class SimNetwork:
     def check_safety(self) -> list[Violation]:
         """:func:`~masc.sim.safety.check_safety` over the running nodes, now."""
         return check_safety(self.topology, self.engines(), now=self.now())
+
+
+def _traffic(node: SimNode) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for runner in node.runners.values():
+        stats = runner.session.stats
+        total["messages_in"] += sum(stats.messages_in.values())
+        total["messages_out"] += sum(stats.messages_out.values())
+        total["octets_in"] += stats.octets_in
+        total["octets_out"] += stats.octets_out
+    return total

@@ -85,6 +85,14 @@ class Topology:
     _ancestors: dict[str, frozenset[str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Indexes built on first use: with thousands of nodes (Appendix B's 8,320 domains) a
+    # scan of every link per node would make building a network quadratic.
+    _links_by_node: dict[str, list[int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _members: dict[str, list[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -95,13 +103,20 @@ class Topology:
         return self.domains[self.nodes[node].domain]
 
     def nodes_of(self, domain: str) -> list[str]:
-        return [n.name for n in self.nodes.values() if n.domain == domain]
+        """The nodes of ``domain``, in the order of :attr:`nodes`."""
+        if not self._members:
+            for node in self.nodes.values():
+                self._members.setdefault(node.domain, []).append(node.name)
+        return list(self._members.get(domain, ()))
 
     def links_of(self, node: str) -> Iterator[tuple[int, LinkSpec]]:
-        """The links ``node`` is an end of, with their index in :attr:`links`."""
-        for index, link in enumerate(self.links):
-            if node in (link.a, link.b):
-                yield index, link
+        """The links ``node`` is an end of, with their index in :attr:`links` (in order)."""
+        if not self._links_by_node and self.links:
+            for index, link in enumerate(self.links):
+                self._links_by_node.setdefault(link.a, []).append(index)
+                self._links_by_node.setdefault(link.b, []).append(index)
+        for index in self._links_by_node.get(node, ()):
+            yield index, self.links[index]
 
     def parent_ids(self, domain: str) -> tuple[DomainId, ...]:
         """The domain's parents as an engine or session sees them: (TLD_ID,) for a TLD."""
@@ -209,6 +224,22 @@ def _node_id(text: str) -> NodeId:
     return NodeId(int(IPv4Address(text)))
 
 
+# Generated topologies number their domains from 1 and the nodes of a domain from 1; node
+# ``j`` of domain ``i`` is 10.(i // 256).(i % 256).j, which is 10.0.i.j below 256 domains (the
+# numbering random hierarchies always had) and stays distinct up to 65,535 domains.
+MAX_NUMBERED_DOMAINS: Final = 0xFFFF
+MAX_NUMBERED_NODES: Final = 0xFF
+
+
+def _numbered_node_id(domain: int, node: int) -> NodeId:
+    if not 1 <= domain <= MAX_NUMBERED_DOMAINS or not 1 <= node <= MAX_NUMBERED_NODES:
+        raise TopologyError(
+            f"cannot number node {node} of domain {domain}: at most "
+            f"{MAX_NUMBERED_DOMAINS} domains of {MAX_NUMBERED_NODES} nodes"
+        )
+    return NodeId((10 << 24) | (domain << 8) | node)
+
+
 # --- RFC 2909 Figure 1 ----------------------------------------------------------------------
 
 # Node ids follow `masc demo` (127.0.0.x, x = domain number then node letter), so the
@@ -280,9 +311,11 @@ def random_topology(
     max_nodes: int = 3,
     multi_parent: float = 0.2,
     sibling_links: float = 0.3,
+    sibling_degree: float | None = None,
     extra_links: float = 0.3,
     pool: tuple[Prefix, ...] = (IPv4Network("239.192.0.0/16"),),
     leaf_demand: int = 256,
+    demand_factor: int = 4,
 ) -> Topology:
     """A random MASC hierarchy, the same for the same arguments.
 
@@ -291,13 +324,29 @@ def random_topology(
     above, and with probability ``multi_parent`` a second one.  Each domain has 1 to
     ``max_nodes`` nodes joined by internal sessions (a random spanning tree, plus each other
     pair with probability ``extra_links``).  Every parent-child pair gets one or two
-    sessions; the top-level domains form a connected sparse mesh; two children of one
-    parent get a sibling session for it with probability ``sibling_links``.  Demand grows
-    fourfold per level up from ``leaf_demand`` so parents have room for their children.
+    sessions; the top-level domains form a connected sparse mesh.  Two children of one
+    parent get a sibling session for it (§4.4) with probability ``sibling_links``; or, when
+    ``sibling_degree`` is given, the children of each parent get about that many sibling
+    sessions each, between random pairs (a per-pair probability would make thousands of
+    children of one parent a dense mesh).  Demand grows ``demand_factor``-fold per level
+    up from ``leaf_demand`` so parents have room for their children.  With many children
+    per parent, 1 (every domain wants ``leaf_demand``, as in Appendix B) works better: a
+    parent's own local space (§12.2, its demand) then stays small, so its children's
+    claims fill its space and make it grow (Appendix A), where a large idle local block
+    would keep its utilization under the band while children find no room.
+
+    Builds in time linear in ``domains`` (plus the sibling sessions), so hierarchies of
+    10,000 domains are quick; node ids stay distinct up to 65,535 domains of up to 255
+    nodes (``10.(i // 256).(i % 256).j``).  Existing seeds give the topologies they always
+    gave (below 256 domains, where the old ``10.0.i.j`` numbering worked).
     """
     rng = random.Random(seed)
     if domains < 1 or levels < 1 or max_nodes < 1:
         raise TopologyError("need at least one domain, level and node")
+    if domains > MAX_NUMBERED_DOMAINS or max_nodes > MAX_NUMBERED_NODES:
+        raise TopologyError(
+            f"at most {MAX_NUMBERED_DOMAINS} domains of at most {MAX_NUMBERED_NODES} nodes"
+        )
     levels = min(levels, domains)
     n_tlds = tlds if tlds is not None else rng.randint(1, min(3, domains - levels + 1))
     n_tlds = max(1, min(n_tlds, domains - levels + 1))
@@ -309,17 +358,22 @@ def random_topology(
     specs: dict[str, DomainSpec] = {}
     count = 0
     for level, how_many in enumerate(per_level):
-        row = []
+        row: list[str] = []
+        above = names[level - 1] if level else []
+        position = {name: i for i, name in enumerate(above)}
         for _ in range(how_many):
             count += 1
             name = f"D{count}"
             parents: tuple[str, ...] = ()
             if level:
-                above = names[level - 1]
                 parents = (rng.choice(above),)
                 if len(above) > 1 and rng.random() < multi_parent:
-                    parents += (rng.choice([p for p in above if p != parents[0]]),)
-            demand = leaf_demand * 4 ** (levels - 1 - level)
+                    # A random parent other than the first: the draw of
+                    # rng.choice([p for p in above if p != first]) without building the list.
+                    first = position[parents[0]]
+                    j = rng.choice(range(len(above) - 1))
+                    parents += (above[j if j < first else j + 1],)
+            demand = leaf_demand * demand_factor ** (levels - 1 - level)
             specs[name] = DomainSpec(name, DomainId(65000 + count), parents, demand)
             row.append(name)
         names.append(row)
@@ -328,8 +382,8 @@ def random_topology(
     for index, name in enumerate(specs, start=1):
         members[name] = []
         for j in range(rng.randint(1, max_nodes)):
-            node = f"{name}{chr(ord('a') + j)}"
-            nodes[node] = NodeSpec(node, name, _node_id(f"10.0.{index}.{j + 1}"))
+            node = f"{name}{_letters(j)}"
+            nodes[node] = NodeSpec(node, name, _numbered_node_id(index, j + 1))
             members[name].append(node)
     links: list[LinkSpec] = []
     for name, spec in specs.items():
@@ -341,14 +395,59 @@ def random_topology(
                 links.append(LinkSpec(p, c, Role.CHILD))
     tld_nodes = [rng.choice(members[t]) for t in names[0]]
     links += _mesh(rng, tld_nodes, Role.SIBLING, None, extra_links)
-    for parent in specs:
-        children = [c for c, s in specs.items() if parent in s.parents]
-        for i, x in enumerate(children):
-            for y in children[i + 1 :]:
-                if rng.random() < sibling_links:
-                    a, b = rng.choice(members[x]), rng.choice(members[y])
-                    links.append(LinkSpec(a, b, Role.SIBLING, parent))
+    children: dict[str, list[str]] = {name: [] for name in specs}
+    for name, spec in specs.items():
+        for parent in spec.parents:
+            children[parent].append(name)
+    for parent, group in children.items():
+        drawn: Iterator[tuple[str, str]]
+        if sibling_degree is None:
+            drawn = _each_pair(rng, group, sibling_links)
+        else:
+            drawn = iter(_random_pairs(rng, group, round(len(group) * sibling_degree / 2)))
+        for x, y in drawn:
+            a, b = rng.choice(members[x]), rng.choice(members[y])
+            links.append(LinkSpec(a, b, Role.SIBLING, parent))
     return Topology(specs, nodes, tuple(links), pool)
+
+
+def _letters(j: int) -> str:
+    """Node suffixes a, b, ..., z, then aa, ab, ...: distinct for any number of nodes."""
+    out = ""
+    j += 1
+    while j:
+        j, rest = divmod(j - 1, 26)
+        out = chr(ord("a") + rest) + out
+    return out
+
+
+def _each_pair(
+    rng: random.Random, group: list[str], probability: float
+) -> Iterator[tuple[str, str]]:
+    """Each pair of ``group`` with ``probability``, drawn lazily: the caller's draws for a
+    pair come before the next pair's (the order seeded topologies were always built in)."""
+    for i, x in enumerate(group):
+        for y in group[i + 1 :]:
+            if rng.random() < probability:
+                yield x, y
+
+
+def _random_pairs(rng: random.Random, group: list[str], count: int) -> list[tuple[str, str]]:
+    """``count`` distinct unordered pairs of ``group`` (all of them if fewer exist), in a
+    seeded random order."""
+    n = len(group)
+    total = n * (n - 1) // 2
+    if count >= total:
+        return [(x, y) for i, x in enumerate(group) for y in group[i + 1 :]]
+    chosen: set[tuple[int, int]] = set()
+    out: list[tuple[str, str]] = []
+    while len(out) < count:
+        i, j = rng.randrange(n), rng.randrange(n)
+        key = (min(i, j), max(i, j))
+        if i != j and key not in chosen:
+            chosen.add(key)
+            out.append((group[key[0]], group[key[1]]))
+    return out
 
 
 def _mesh(
@@ -367,3 +466,90 @@ def _mesh(
             if frozenset((x, y)) not in joined and rng.random() < extra:
                 links.append(LinkSpec(x, y, role, parent))
     return links
+
+
+# --- RFC 2909 Appendix B (§18): the strawman deployment -------------------------------------
+
+# §18: "Initially, the range 228.0.0.0 - 231.255.255.255 (4*2^24 = 2^26 = 64M) could be used
+# by MASC as the global addresses pool."
+STRAWMAN_POOL: Final[tuple[Prefix, ...]] = (IPv4Network("228.0.0.0/6"),)
+
+
+def strawman(
+    seed: int,
+    *,
+    tlds: int = 128,
+    children: int = 64,
+    level3: float = 0.0,
+    mesh_degree: float = 3.0,
+    pool: tuple[Prefix, ...] = STRAWMAN_POOL,
+    initial: int = 256,
+) -> Topology:
+    """RFC 2909 Appendix B (§18), the strawman deployment, one node per domain.
+
+    * "approximately 128 Top-Level Domains" (``tlds``), peering as siblings under TLD_ID in
+      a sparse connected mesh: a random ring (every TLD has two sibling sessions, so no one
+      lost session cuts the mesh) plus random chords up to an average of ``mesh_degree``
+      sibling sessions per TLD (a ring alone, or a random spanning tree below 2);
+    * "approximately 8192 level-2 MASC domains; on average, a TLD will have approximately
+      64 children": every TLD gets exactly ``children`` level-2 domains (the even
+      distribution §18 assumes), each with one CHILD session to its TLD;
+    * "A level-2 MASC domain could have children (i.e. level-3) MASC domains":
+      ``level3`` is the mean number of level-3 domains per level-2 domain, so
+      round(``level3`` x level-2 count) level-3 domains (e.g. 0.25 -> 2048 of them), each
+      under a level-2 domain picked at random, with one CHILD session to it;
+    * the global pool 228.0.0.0/6 and an "initial claim size: 256 addresses/MASC domain"
+      (``initial``, every domain's demand, i.e. the engine's initial size).
+
+    Domains are named ``T<i>`` (TLDs), ``T<i>-<j>`` (level 2) and ``T<i>-<j>-<k>``
+    (level 3); each domain's node is its name plus ``a`` (``T1a``, ``T1-5a``).  ``seed``
+    fixes the mesh and where the level-3 domains go.
+    """
+    if tlds < 1 or children < 0 or level3 < 0 or mesh_degree < 0:
+        raise TopologyError("need at least one TLD, and non-negative counts")
+    rng = random.Random(seed)
+    specs: dict[str, DomainSpec] = {}
+    nodes: dict[str, NodeSpec] = {}
+    links: list[LinkSpec] = []
+
+    def add(name: str, parent: str | None) -> str:
+        index = len(specs) + 1
+        parents = (parent,) if parent is not None else ()
+        specs[name] = DomainSpec(name, DomainId(65000 + index), parents, initial)
+        node = f"{name}a"
+        nodes[node] = NodeSpec(node, name, _numbered_node_id(index, 1))
+        if parent is not None:
+            links.append(LinkSpec(f"{parent}a", node, Role.CHILD))
+        return name
+
+    top = [add(f"T{i}", None) for i in range(1, tlds + 1)]
+    second = [add(f"{t}-{j}", t) for t in top for j in range(1, children + 1)]
+    if second:
+        under: dict[str, int] = {}
+        for _ in range(round(level3 * len(second))):
+            parent = second[rng.randrange(len(second))]
+            under[parent] = under.get(parent, 0) + 1
+        for parent in second:
+            for k in range(1, under.get(parent, 0) + 1):
+                add(f"{parent}-{k}", parent)
+    links += _sparse_mesh(rng, [f"{t}a" for t in top], mesh_degree)
+    return Topology(specs, nodes, tuple(links), pool)
+
+
+def _sparse_mesh(rng: random.Random, group: list[str], degree: float) -> list[LinkSpec]:
+    """Sibling sessions between top-level nodes: connected, about ``degree`` per node."""
+    n = len(group)
+    order = list(group)
+    rng.shuffle(order)
+    if n <= 2 or degree < 2:
+        pairs = [(order[rng.randrange(i)], order[i]) for i in range(1, n)]  # spanning tree
+    else:
+        pairs = [(order[i], order[(i + 1) % n]) for i in range(n)]  # ring
+    joined = {frozenset(p) for p in pairs}
+    wanted = min(max(len(pairs), round(n * degree / 2)), n * (n - 1) // 2)
+    while len(pairs) < wanted:
+        x, y = order[rng.randrange(n)], order[rng.randrange(n)]
+        if x != y and frozenset((x, y)) not in joined:
+            joined.add(frozenset((x, y)))
+            pairs.append((x, y))
+    return [LinkSpec(x, y, Role.SIBLING) for x, y in pairs]

@@ -7,6 +7,7 @@ is 224.0.0.12/30.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from ipaddress import IPv4Network, IPv6Network
@@ -25,6 +26,8 @@ from masc.protocol.allocation import (
     can_double,
     choose_prefix,
     expandability,
+    first_release,
+    largest_free,
     plan_growth,
     plan_renewal,
     predicted,
@@ -32,7 +35,7 @@ from masc.protocol.allocation import (
     reverse_bit_order,
     usage_within,
 )
-from masc.protocol.space import choose_free, collapse, covers, overlaps
+from masc.protocol.space import choose_free, collapse, covers, host_bits_for, overlaps
 from masc.protocol.wire.messages import Prefix
 
 # An rng whose ``randrange`` returns its start: pure Reverse Bit Ordering.
@@ -664,3 +667,26 @@ def test_s17_1_6_renewal_every_48_hours_by_default() -> None:
 def test_allocator_config_refuses_nonsense(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         AllocatorConfig(**kwargs)  # type: ignore[arg-type]
+
+
+# --- largest_free / first_release (the engine's _Stuck record) --------------------------------
+
+
+def test_largest_free_matches_what_choose_prefix_finds() -> None:
+    space = [IPv4Network("239.192.0.0/24")]
+    taken = [IPv4Network("239.192.0.0/25"), IPv4Network("239.192.0.192/26")]
+    assert largest_free(space, taken) == 6
+    assert largest_free(space, space) == -1
+    rng = random.Random(1)
+    for size in (32, 64, 65, 128):
+        found = choose_prefix(space, taken, size, rng)
+        assert (found is not None) == (host_bits_for(size) <= 6)
+
+
+def test_first_release_waits_for_the_covering_holder() -> None:
+    big, small = IPv4Network("239.192.0.0/24"), IPv4Network("239.192.0.0/26")
+    other = IPv4Network("239.193.0.0/24")
+    # The /26 leaves at 10, but the /24 around it holds its addresses until 50.
+    assert first_release({big: 50.0, small: 10.0, other: 30.0}, []) == 30.0
+    assert first_release({small: 10.0}, [big]) == math.inf
+    assert first_release({}, []) == math.inf

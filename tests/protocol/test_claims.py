@@ -203,3 +203,40 @@ def test_s11_1_a_purged_claim_is_no_longer_a_duplicate() -> None:
     cache.add(_entry())
     cache.purge(T0 + HOLD)
     assert cache.add(_entry())
+
+
+# --- the indexes (performance only: the same answers as a scan) ------------------------------
+
+
+def test_cache_indexes_follow_adds_and_purges() -> None:
+    cache = ClaimCache(GRACE, local=DomainId(21))
+    mine = CacheEntry(_claim(ClaimType.PREFIX_IN_USE, lifetime=HOLD), None, None)
+    other = CacheEntry(_claim(ClaimType.WITHDRAW, domain=22, ts=T0 + 10, lifetime=HOLD), "s", None)
+    child = CacheEntry(
+        replace(_claim(domain=23, ts=T0 + 20, lifetime=HOLD), origin_role=Role.CHILD), "c", None
+    )
+    for entry in (mine, other, child):
+        cache.add(entry)
+    assert list(cache.of_type(ClaimType.PREFIX_IN_USE)) == [mine]
+    assert list(cache.of_origin(ClaimType.WITHDRAW, DomainId(22))) == [other]
+    assert list(cache.of_origin(ClaimType.WITHDRAW, DomainId(21))) == []
+    assert list(cache.of_role(Role.CHILD)) == [child]
+    assert cache.child_expiry == child.expires
+    # Watched: our own entry and the WITHDRAW, not the child's NEW_CLAIM.
+    assert cache.next_watched(T0) == mine.expires
+    assert cache.next_watched(mine.expires) == other.expires
+    assert cache.next_watched(child.expires) == mine.expires + GRACE
+    assert cache.purge(mine.expires + GRACE) == [mine]
+    assert list(cache.of_type(ClaimType.PREFIX_IN_USE)) == []
+    assert cache.next_purge() == other.expires + GRACE
+    assert cache.purge(child.expires + GRACE) == [other, child]
+    assert len(cache) == 0 and cache.next_watched(T0) is None
+
+
+def test_cache_room_version_moves_only_for_what_may_free_space() -> None:
+    cache = ClaimCache(GRACE)
+    before = cache.room_version
+    cache.add(_entry())
+    assert cache.room_version == before  # a claim only takes space
+    cache.add(CacheEntry(_claim(ClaimType.WITHDRAW, lifetime=HOLD), "s", None))
+    assert cache.room_version == before + 1

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from masc.protocol.allocation import Demand
 from masc.protocol.constants import ClaimType, Role
 from masc.protocol.engine import (
     ClashResolution,
@@ -1525,6 +1526,40 @@ def test_s4_2_s5_2_child_keeps_its_prefix_for_a_year_under_a_renewing_parent() -
     assert net["y"].managed_space() == y_space
     assert [r for r in net.log if isinstance(r.event, RejectClaim)] == []
     assert [r for r in net.log if isinstance(r.event, PrefixGone)] == []
+
+
+def test_s17_1_5_a_parent_never_shrinks_away_from_its_children() -> None:
+    """A parent whose MAAS reports no use would halve its /20 at renewal (§17.1.5), but
+    ``y`` holds a /24 in the upper half and ``x`` one in the lower: the parent renews the
+    whole, and both children keep their prefixes for a year (docs/conformance.md)."""
+    net = _hierarchy()
+    x_space, y_space = net["x"].managed_space(), net["y"].managed_space()
+    (parent,) = net["top"].managed_space()
+    low, _high = parent.subnets()
+    assert {covers(low, x_space[0]), covers(low, y_space[0])} == {True, False}
+    net.call("top", "set_demand", Demand(in_use=0))
+    net.run_for(365 * DAY)
+    assert net["top"].managed_space() == [parent]
+    assert net["x"].managed_space() == x_space
+    assert net["y"].managed_space() == y_space
+    assert [r for r in net.log if isinstance(r.event, PrefixGone)] == []
+
+
+def test_s17_1_2_a_parent_counts_each_child_prefix_once() -> None:
+    """A child's renewal caches a second PREFIX_IN_USE for the same prefix (a new
+    timestamp): the parent's demand still counts the prefix once."""
+    net = _hierarchy()
+    net.call("top", "set_demand", Demand(in_use=0))
+    net.run_for(10 * DAY)
+    top = net["top"]
+    piu = [e for e in top.cache if e.claim.type is ClaimType.PREFIX_IN_USE]
+    assert len(piu) > len({(e.claim.origin_domain, e.claim.prefix) for e in piu})
+    held = top.allocations.items()
+    local = sum(a.prefix.num_addresses for (k, _), a in held if k is SpaceKind.LOCAL)
+    children = net["x"].managed_space() + net["y"].managed_space()
+    demand = top._demand_for(SpaceKind.DOMAIN)
+    assert demand is not None
+    assert demand.in_use == local + sum(p.num_addresses for p in children)
 
 
 def test_s5_4_release_by_an_internal_peer_frees_the_prefix_at_every_node() -> None:

@@ -136,3 +136,60 @@ def test_expired_allocations_do_not_count() -> None:
     later = NOW + 3_600
     # Everything expired: nothing overlaps, nothing is outside its parent.
     assert check_safety(TOPO, engines, now=later) == []
+
+
+class _Related:
+    """A topology stand-in: only ``related`` is asked by the overlap rule."""
+
+    def __init__(self, pairs: set[frozenset[str]]) -> None:
+        self.pairs = pairs
+
+    def related(self, x: str, y: str) -> bool:
+        return frozenset((x, y)) in self.pairs
+
+
+def test_s12_4_overlap_sweep_finds_every_pair_a_pairwise_scan_finds() -> None:
+    """The sweep over sorted prefixes (thousands of domains) reports exactly the pairs,
+    in the order, that comparing every two nodes' prefixes does."""
+    from masc.protocol.space import overlaps
+    from masc.sim.safety import _overlaps
+
+    for seed in range(200):
+        rng = random.Random(seed)
+        domains = [f"d{i}" for i in range(rng.randrange(1, 7))]
+        by_domain = {d: [f"{d}n{k}" for k in range(rng.randrange(1, 3))] for d in domains}
+        pairs = {
+            frozenset((a, b)) for a in domains for b in domains if a != b and rng.random() < 0.3
+        }
+        space = {
+            n: sorted(
+                {
+                    IPv4Network(
+                        (0xEFC00000 + (rng.randrange(1 << (bits - 24)) << (32 - bits)), bits)
+                    )
+                    for bits in (rng.randrange(24, 29) for _ in range(rng.randrange(4)))
+                }
+            )
+            for nodes in by_domain.values()
+            for n in nodes
+        }
+        for related_ok in (True, False):
+            expected = [
+                f"overlap: managed {px} of {x} ({nx}) overlaps {py} of {y} ({ny})"
+                for i, x in enumerate(domains)
+                for y in domains[i + 1 :]
+                if not (related_ok and frozenset((x, y)) in pairs)
+                for nx in by_domain[x]
+                for ny in by_domain[y]
+                for px in space[nx]
+                for py in space[ny]
+                if overlaps(px, py)
+            ]
+            found = _overlaps(
+                _Related(pairs),  # type: ignore[arg-type]
+                by_domain,
+                space,
+                "overlap",
+                related_ok=related_ok,
+            )
+            assert [str(v) for v in found] == expected, seed

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
@@ -17,6 +19,7 @@ from masc.sim.topology import (
     TopologyError,
     figure1,
     random_topology,
+    strawman,
 )
 
 
@@ -184,3 +187,118 @@ def test_validate_rejects_what_a_daemon_config_would(link: LinkSpec) -> None:
 def test_validate_rejects_a_cycle_of_parents() -> None:
     with pytest.raises(TopologyError):
         _two_domains(parents=("B",))
+
+
+# --- RFC 2909 Appendix B (§18) strawman and large random hierarchies --------------------------
+
+
+def _tld_mesh(topo: Topology) -> dict[str, set[str]]:
+    adjacent: dict[str, set[str]] = defaultdict(set)
+    for link in topo.links:
+        if link.role is Role.SIBLING and link.parent is None:
+            adjacent[link.a].add(link.b)
+            adjacent[link.b].add(link.a)
+    return adjacent
+
+
+def _reached(adjacent: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for other in adjacent[todo.pop()] - seen:
+            seen.add(other)
+            todo.append(other)
+    return seen
+
+
+def test_s18_strawman_has_128_tlds_and_8192_level2_domains() -> None:
+    """Appendix B: "approximately 128 Top-Level Domains", "approximately 8192 level-2 MASC
+    domains; on average, a TLD will have approximately 64 children", pool 228.0.0.0/6,
+    "Initial claim size: 256 addresses/MASC domain"; one node per domain."""
+    topo = strawman(1)
+    levels = topo.levels()
+    assert sum(1 for v in levels.values() if v == 0) == 128
+    assert sum(1 for v in levels.values() if v == 1) == 8192
+    assert len(topo.domains) == len(topo.nodes) == 128 + 8192
+    assert topo.global_pool == (IPv4Network("228.0.0.0/6"),)
+    assert {d.demand for d in topo.domains.values()} == {256}
+    children: dict[str, int] = defaultdict(int)
+    for spec in topo.domains.values():
+        for parent in spec.parents:
+            children[parent] += 1
+    assert set(children.values()) == {64}
+    assert len({n.node_id for n in topo.nodes.values()}) == len(topo.nodes)
+
+
+def test_s18_every_level2_domain_has_one_child_session_to_its_tld() -> None:
+    topo = strawman(2, tlds=16, children=8)
+    up = defaultdict(list)
+    for link in topo.links:
+        if link.role is Role.CHILD:
+            up[topo.nodes[link.b].domain].append(topo.nodes[link.a].domain)
+    for name, spec in topo.domains.items():
+        assert up.get(name, []) == list(spec.parents), name
+    assert all(link.role in (Role.CHILD, Role.SIBLING) for link in topo.links)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_s18_tld_mesh_is_connected_and_sparse(seed: int) -> None:
+    topo = strawman(seed)
+    mesh = _tld_mesh(topo)
+    tld_nodes = {n for n in topo.nodes if topo.domain_of(n).is_tld}
+    assert _reached(mesh, next(iter(tld_nodes))) == tld_nodes
+    degrees = [len(mesh[n]) for n in tld_nodes]
+    assert min(degrees) >= 2  # a ring: no single lost session splits the mesh
+    assert sum(degrees) / len(degrees) == pytest.approx(3.0, abs=0.05)
+    assert max(degrees) <= 8
+
+
+@pytest.mark.parametrize(("tlds", "degree"), [(1, 3.0), (2, 3.0), (3, 3.0), (10, 1.0), (10, 9.0)])
+def test_strawman_mesh_small_and_extreme_degrees(tlds: int, degree: float) -> None:
+    topo = strawman(0, tlds=tlds, children=2, mesh_degree=degree)
+    mesh = _tld_mesh(topo)
+    tld_nodes = {n for n in topo.nodes if topo.domain_of(n).is_tld}
+    assert tlds == 1 or _reached(mesh, next(iter(tld_nodes))) == tld_nodes
+    if tlds == 10 and degree == 9.0:
+        assert all(len(mesh[n]) == 9 for n in tld_nodes)  # complete
+
+
+def test_s18_level3_option_adds_children_of_level2_domains() -> None:
+    """Appendix B: "A level-2 MASC domain could have children (i.e. level-3) MASC domains";
+    ``level3`` is their mean number per level-2 domain."""
+    topo = strawman(3, tlds=8, children=16, level3=0.5)
+    levels = topo.levels()
+    third = [name for name, level in levels.items() if level == 2]
+    assert len(third) == 64  # 0.5 x 128 level-2 domains
+    for name in third:
+        (parent,) = topo.domains[name].parents
+        assert levels[parent] == 1
+        assert name.startswith(parent + "-")
+    assert strawman(3, tlds=8, children=16, level3=0.5) == topo
+    assert strawman(4, tlds=8, children=16, level3=0.5) != topo
+
+
+def test_strawman_names_and_node_ids() -> None:
+    topo = strawman(0, tlds=3, children=2, level3=1.0)
+    assert topo.nodes["T1a"].domain == "T1"
+    assert topo.nodes["T2-1a"].domain == "T2-1"
+    assert topo.domains["T2-1"].parents == ("T2",)
+    assert topo.nodes["T1a"].node_id == int(IPv4Address("10.0.1.1"))
+
+
+def test_random_topology_scales_to_thousands_of_domains() -> None:
+    started = time.perf_counter()
+    topo = random_topology(5, domains=2000, levels=3, tlds=8, max_nodes=2, sibling_degree=2.0)
+    assert len(topo.domains) == 2000
+    assert len({n.node_id for n in topo.nodes.values()}) == len(topo.nodes)
+    assert max(topo.levels().values()) == 2
+    ids = sorted(topo.nodes[n].node_id for n in topo.nodes)
+    assert IPv4Address(ids[-1]) >= IPv4Address("10.7.0.1")  # past the old 10.0.255.x
+    # Sibling sessions per parent about sibling_degree per child, not a dense mesh.
+    siblings = [link for link in topo.links if link.role is Role.SIBLING and link.parent]
+    assert len(siblings) <= 2000
+    assert time.perf_counter() - started < 5.0
+
+
+def test_random_topology_node_ids_below_256_domains_are_10_0_i_j() -> None:
+    topo = random_topology(3, domains=200, levels=2, max_nodes=2)
+    assert topo.nodes["D200a"].node_id == int(IPv4Address("10.0.200.1"))

@@ -15,6 +15,7 @@ docs/conformance.md.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
 from typing import Final
 
@@ -470,6 +471,14 @@ def _prefix(family: AddressFamily, address: int, mask: int, attribute: bytes) ->
                 attribute,
                 reason=f"/{prefixlen} reaches outside {block}",
             )
+    return _network(network_type, address, prefixlen)
+
+
+@lru_cache(maxsize=1 << 16)
+def _network(network_type: type[Prefix], address: int, prefixlen: int) -> Prefix:
+    """One shared object per prefix: a parent relays each claim to every child, and each
+    node caches what it hears for a lifetime (a whole strawman network holds millions of
+    cached attributes, mostly of the same few thousand prefixes)."""
     return network_type((address, prefixlen))
 
 
