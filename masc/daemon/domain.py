@@ -258,17 +258,19 @@ class DomainRunner:
                             break
                     if waiting.deadline != wake:
                         waiting.deadline = wake
+                    if handled >= _BATCH:
+                        # Inputs already queued are handled in a row; other tasks get a
+                        # turn every _BATCH of them, *before* the next is taken: the timer
+                        # may cancel this checkpoint, and an input taken would be lost.
+                        handled = 0
+                        await trio.lowlevel.checkpoint()
                     try:
                         event = rx.receive_nowait()
                     except trio.WouldBlock:
                         event = await rx.receive()
                         handled = 0
                     else:
-                        # Inputs already queued are handled in a row; other tasks get a
-                        # turn every _BATCH of them.
                         handled += 1
-                        if handled % _BATCH == 0:
-                            await trio.lowlevel.checkpoint()
                     self.turns += 1
                     self._handle(event)
             self.turns += 1

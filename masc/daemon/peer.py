@@ -9,13 +9,13 @@ connection is dropped as lost.
 
 Two shortcuts keep the cost per message low (a simulation runs thousands of runners):
 when the loop is idle -- parked on an empty inbox, not inside a handler -- the bytes a
-reader got and the UPDATEs the claim engine sends are handled at once by the task that has
-them instead of being queued for the loop.  That is the order the loop would have used
-(nothing was queued before them), and trio switches tasks only at ``await``, so the session
-is still fed one input at a time; the loop then re-arms its timer from the session's next
-deadline.  Any other event, or one that arrives while the loop is busy, is queued, and from
-then on everything is queued until the loop has caught up.  And the writer sends every
-frame queued so far in one ``send_all``.
+reader got are handled at once by the reader instead of being queued for the loop (the
+UPDATEs the claim engine sends are always queued: see ``send_update``).  That is the order
+the loop would have used (nothing was queued before them), and trio switches tasks only at
+``await``, so the session is still fed one input at a time; the loop then re-arms its
+timer from the session's next deadline.  Any other event, or one that arrives while the
+loop is busy, is queued, and from then on everything is queued until the loop has caught
+up.  And the writer sends every frame queued so far in one ``send_all``.
 """
 
 from __future__ import annotations
@@ -335,11 +335,10 @@ class PeerRunner:
     def send_update(self, generation: int, update: Update) -> None:
         """Queue an UPDATE for the Established connection ``generation`` (dropped if that
         connection has gone meanwhile: the engine hears SessionDown and will resync)."""
-        event = _SendUpdate(generation, update)
-        if self._idle():
-            self._in_place(event)
-        else:
-            self.inbox.send_nowait(event)
+        # Always queued, never handled in place: this runs in the domain runner's task,
+        # inside its handling of one engine input, and a failure here must not be taken
+        # for the engine refusing an operator's or a MAAS's request.
+        self.inbox.send_nowait(_SendUpdate(generation, update))
 
     def reject(self, generation: int, error: UpdateMessageError) -> None:
         self.inbox.send_nowait(_Reject(generation, error))
@@ -380,6 +379,11 @@ class PeerRunner:
                     target = math.inf if deadline is None else deadline
                     if waiting.deadline != target:
                         waiting.deadline = target
+                    if handled >= _BATCH:
+                        # Let other tasks run, *before* taking the next event: the timer
+                        # may cancel this checkpoint, and an event taken would be lost.
+                        handled = 0
+                        await trio.lowlevel.checkpoint()
                     try:
                         event = rx.receive_nowait()
                     except trio.WouldBlock:
@@ -387,8 +391,6 @@ class PeerRunner:
                         handled = 0
                     else:
                         handled += 1
-                        if handled % _BATCH == 0:
-                            await trio.lowlevel.checkpoint()  # let other tasks run
                     self._handle(event)
             self._waiting = None
             if self._done:

@@ -364,3 +364,47 @@ async def test_a_reset_leaves_a_session_the_operator_stopped_stopped(
         assert len(dials) == 1 and runner.session.admin_down
         assert runner.session.config.passive  # the new settings are taken all the same
         nursery.cancel_scope.cancel()
+
+
+async def _stop_behind_a_batch(clock: trio.testing.MockClock) -> bool:
+    """64 queued inputs, then an operator Stop; the ConnectRetry timer comes due while the
+    loop gives other tasks their turn after the 64th.  Whether the Stop got through."""
+
+    async def never() -> Any:
+        await trio.sleep_forever()
+
+    runner = PeerRunner(
+        config(),
+        address=IPv4Address("127.0.0.3"),
+        port=2587,
+        local_address=None,
+        label="t",
+        connect=never,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="boot")
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(peer_module._BATCH):
+            runner.inbox.send_nowait(peer_module._Wake())
+        runner.admin(start=False, reason="operator stop")
+
+        async def time_passes() -> None:
+            while runner._inbox_rx.statistics().current_buffer_used > 1:
+                await trio.lowlevel.checkpoint()
+            clock.jump(40)  # past ConnectRetry, while the loop sits in its checkpoint
+
+        nursery.start_soon(time_passes)
+        await trio.testing.wait_all_tasks_blocked()
+        stopped = runner.session.admin_down
+        nursery.cancel_scope.cancel()
+    return stopped
+
+
+def test_an_input_queued_behind_a_batch_survives_a_timer_firing_in_between() -> None:
+    """The loop handles queued inputs in a row and checkpoints every _BATCH of them; the
+    checkpoint comes before the next input is taken, so a timer cancelling it loses none
+    (an earlier version lost the input taken just before it in about 4 runs out of 10)."""
+    for _ in range(10):
+        clock = trio.testing.MockClock()
+        assert trio.run(_stop_behind_a_batch, clock, clock=clock)
