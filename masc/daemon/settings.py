@@ -8,6 +8,7 @@ builds them again from the new file and compares: a changed value is what tells
 from __future__ import annotations
 
 from masc.config import MascConfig, PeerConfig, Relation
+from masc.config.models import PolicyConfig
 from masc.maas.grants import GrantConfig
 from masc.protocol.allocation import AllocatorConfig, Strategy
 from masc.protocol.constants import HOLDTIME
@@ -40,7 +41,6 @@ def session_config(cfg: MascConfig, peer: PeerConfig) -> SessionConfig:
 
 def engine_config(cfg: MascConfig) -> EngineConfig:
     """The claim engine's view of the configuration."""
-    p = cfg.policy
     return EngineConfig(
         local_domain=DomainId(cfg.local.domain_id),
         local_node=NodeId(int(cfg.local.node_id)),
@@ -58,19 +58,25 @@ def engine_config(cfg: MascConfig) -> EngineConfig:
             renew_interval=cfg.allocation.renew_interval,
             strategy=Strategy(cfg.allocation.strategy),
         ),
-        policy=Policy(
-            clash_resolution=ClashResolution(p.clash_resolution),
-            max_child_lifetime=p.max_child_lifetime,
-            min_child_lifetime=p.min_child_lifetime,
-            min_child_prefix_size=p.min_child_prefix_size,
-            max_child_prefix_size=p.max_child_prefix_size,
-            child_soft_threshold=p.child_soft_threshold,
-            child_hard_threshold=p.child_hard_threshold,
-            timestamp_tolerance=p.timestamp_tolerance,
-            max_claim_holdtime=p.max_claim_holdtime,
-            min_claim_holdtime=p.min_claim_holdtime,
-            restore_from=frozenset(r.role for r in p.restore_from),
-        ),
+        policy=engine_policy(cfg.policy),
+    )
+
+
+def engine_policy(p: PolicyConfig) -> Policy:
+    """The engine's policy from a ``[policy]`` section (the daemon's, and a ``masc sim``
+    scenario's)."""
+    return Policy(
+        clash_resolution=ClashResolution(p.clash_resolution),
+        max_child_lifetime=p.max_child_lifetime,
+        min_child_lifetime=p.min_child_lifetime,
+        min_child_prefix_size=p.min_child_prefix_size,
+        max_child_prefix_size=p.max_child_prefix_size,
+        child_soft_threshold=p.child_soft_threshold,
+        child_hard_threshold=p.child_hard_threshold,
+        timestamp_tolerance=p.timestamp_tolerance,
+        max_claim_holdtime=p.max_claim_holdtime,
+        min_claim_holdtime=p.min_claim_holdtime,
+        restore_from=frozenset(r.role for r in p.restore_from),
     )
 
 

@@ -57,9 +57,10 @@ from masc.config.models import (
     PolicyConfig,
     PositiveDuration,
 )
+from masc.daemon.settings import engine_policy
 from masc.maas.grants import GrantConfig
 from masc.protocol.allocation import AllocatorConfig, Strategy
-from masc.protocol.engine import ClashResolution, Policy
+from masc.protocol.engine import Policy
 from masc.protocol.wire.messages import Prefix
 from masc.sim.demand import DemandSpec
 from masc.sim.faults import FaultsConfig, fault_actions
@@ -424,23 +425,6 @@ def load_scenario(path: str | os.PathLike[str]) -> ScenarioFile:
     return load_model(path, ScenarioFile)
 
 
-def policy(p: PolicyConfig) -> Policy:
-    """The engine's policy from a ``[policy]`` section (as masc.daemon.settings does)."""
-    return Policy(
-        clash_resolution=ClashResolution(p.clash_resolution),
-        max_child_lifetime=p.max_child_lifetime,
-        min_child_lifetime=p.min_child_lifetime,
-        min_child_prefix_size=p.min_child_prefix_size,
-        max_child_prefix_size=p.max_child_prefix_size,
-        child_soft_threshold=p.child_soft_threshold,
-        child_hard_threshold=p.child_hard_threshold,
-        timestamp_tolerance=p.timestamp_tolerance,
-        max_claim_holdtime=p.max_claim_holdtime,
-        min_claim_holdtime=p.min_claim_holdtime,
-        restore_from=frozenset(r.role for r in p.restore_from),
-    )
-
-
 def resolve(
     scenario: ScenarioFile,
     *,
@@ -492,7 +476,7 @@ def resolve(
         seed=scenario.seed,
         topology=topology,
         timers=timers,
-        policy=policy(scenario.policy),
+        policy=engine_policy(scenario.policy),
         allocator=scenario.allocator.build(),
         grants=scenario.maas.build(scenario.allocator),
         demand=scenario.demand.build(),
