@@ -82,7 +82,6 @@ def test_json_round_trip(tmp_path: Path) -> None:
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     path = tmp_path / "report.png"
     plot(a_report(), path)
     data = path.read_bytes()
