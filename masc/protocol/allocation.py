@@ -58,6 +58,7 @@ from __future__ import annotations
 import enum
 import math
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -310,6 +311,37 @@ class Grow:
     size: int  # addresses to add (power of two)
     expand: Prefix | None = None  # §5.3 double this prefix in place; else claim `size` anew
     replaces: tuple[Prefix, ...] = ()  # §17.1.4: stop renewing these once the new one is held
+
+
+class Trend:
+    """§17.1.2 "predicts what would be the address usage after [WAITING_PERIOD]" for space
+    nobody reports a rate for: a parent's children, seen only through their claims.  The
+    rate is the growth over the last ``window`` seconds (never negative: shrinking demand
+    is §17.1.5's business, at renewal)."""
+
+    __slots__ = ("_samples", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        # (time, total) at each change; the first one at or before now - window is the
+        # baseline the growth is measured from.
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def note(self, now: float, total: int) -> None:
+        """Record ``total`` as the amount at ``now`` (a no-op when it has not changed)."""
+        samples = self._samples
+        if not samples or samples[-1][1] != total:
+            samples.append((now, total))
+        while len(samples) >= 2 and samples[1][0] <= now - self.window:
+            samples.popleft()
+
+    def rate(self, now: float) -> float:
+        """Addresses per second: the growth since the baseline, spread over at least one
+        window (a burst is not extrapolated faster than it happened)."""
+        if len(self._samples) < 2 or self.window <= 0:
+            return 0.0
+        (since, base), (_, latest) = self._samples[0], self._samples[-1]
+        return max(0, latest - base) / max(self.window, now - since)
 
 
 def predicted(demand: Demand, horizon: float) -> int:

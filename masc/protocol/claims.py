@@ -125,6 +125,7 @@ class ClaimCache:
         # before its time: anything but NEW_CLAIM / CLAIM_TO_EXPAND / PREFIX_IN_USE.
         self.room_version = 0
         self.version = 0  # bumped on every change
+        self.role_versions: dict[Role, int] = {}  # bumped on every change of that role
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -165,6 +166,7 @@ class ClaimCache:
         if c.type not in CLAIMS:
             self.room_version += 1
         self.version += 1
+        self.role_versions[c.origin_role] = self.role_versions.get(c.origin_role, 0) + 1
         return True
 
     def get(self, claim: Claim) -> CacheEntry | None:
@@ -180,6 +182,7 @@ class ClaimCache:
         entry = self._entries.pop(key)
         self.version += 1
         c = entry.claim
+        self.role_versions[c.origin_role] = self.role_versions.get(c.origin_role, 0) + 1
         del self._by_type[c.type][key]
         del self._by_origin[(c.type, c.origin_domain)][key]
         del self._by_role[c.origin_role][key]

@@ -28,11 +28,12 @@ report what changed.  A peer's bad attribute becomes a :class:`RejectClaim` carr
 NOTIFICATION of §8.3/§11; nothing a peer sends makes the engine raise.
 
 Demand: until the shell reports one (:meth:`ClaimEngine.set_demand`, from the MAASs' usage)
-the domain simply holds ``initial_size`` addresses (§12.2, App. B).  With a demand, the
-Appendix A allocator (:mod:`masc.protocol.allocation`) decides: claim ahead of demand over one
-waiting period (§17.1.2), keep utilization in the band and the prefixes few (§17.1.3-4), and at
-each renewal renew, halve or drop a prefix (§17.1.5-6).  Which free prefix to claim is always
-its choice (reverse bit ordering, neighbours first, §17.1.1, §17.1.4).
+a leaf domain simply holds ``initial_size`` addresses (§12.2, App. B); a non-leaf domain's
+managed set follows its children's claims (:meth:`ClaimEngine._children_demand`).  With a
+demand, the Appendix A allocator (:mod:`masc.protocol.allocation`) decides: claim ahead of
+demand over one waiting period (§17.1.2), keep utilization in the band and the prefixes few
+(§17.1.3-4), and at each renewal renew, halve or drop a prefix (§17.1.5-6).  Which free
+prefix to claim is always its choice (reverse bit ordering, neighbours first, §17.1.1, §17.1.4).
 Choices where the RFC is loose are listed in docs/conformance.md and docs/protocol.md.
 """
 
@@ -49,6 +50,7 @@ from masc.protocol.allocation import (
     Demand,
     Grow,
     Held,
+    Trend,
     can_double,
     choose_prefix,
     first_release,
@@ -331,10 +333,12 @@ class ClaimEngine:
         self._denied_size: dict[DomainId, float] = {}
         self._started = False
         self._now = 0.0
-        self.demand: Demand | None = None  # None: hold initial_size (module docstring)
+        self.demand: Demand | None = None  # None: a leaf holds initial_size (module docstring)
         self._restored_non_leaf_until = 0.0
+        self._children_trend = Trend(self._horizon)  # §17.1.2, see _children_demand
         self._events: list[EngineEvent] = []
         self._outbox: dict[str, list[Claim]] = {}
+        self._children_memo: tuple[object, float, Demand | None] = ((), 0.0, None)
         # Derived-state caches (performance only; see _cache_taken and _Stuck).
         self._room_gen = 0  # bumped by inputs that may free space the cache cannot see
         self._taken_memo: dict[SpaceKind, tuple[_MemoKey, dict[Prefix, float]]] = {}
@@ -543,12 +547,13 @@ class ClaimEngine:
         self._begin(now)
         self.config = config
         self.cache.grace = config.clock_skew_grace
+        self._children_trend.window = self._horizon
         self._room_gen += 1
         return self._finish()
 
     def set_demand(self, demand: Demand | None, *, now: float) -> list[EngineEvent]:
         """The MAASs' demand for the locally-allocated set (§17.1.2: "constantly monitors
-        the demand"); None returns to holding ``initial_size``."""
+        the demand"); None returns a leaf to holding ``initial_size``."""
         self._begin(now)
         self.demand = demand
         return self._finish()
@@ -683,12 +688,7 @@ class ClaimEngine:
         self._update_leaf_mode()
         if self._started:
             self._plan()
-        for key, claims in self._outbox.items():
-            neighbor = self.neighbors.get(key)
-            if neighbor is not None and claims:
-                for update in _pack(claims):
-                    self._events.append(SendUpdate(key, neighbor.generation, update))
-        self._outbox = {}
+        self._flush_outbox()
         withdrawn = frozenset(
             self._withdrawn_ranges(DOMAIN, now) + self._withdrawn_ranges(LOCAL, now)
         )
@@ -705,6 +705,15 @@ class ClaimEngine:
         self.grib = grib
         events, self._events = self._events, []
         return events
+
+    def _flush_outbox(self) -> None:
+        """Turn the claims queued per session into UPDATEs."""
+        outbox, self._outbox = self._outbox, {}
+        for key, claims in outbox.items():
+            neighbor = self.neighbors.get(key)
+            if neighbor is not None and claims:
+                for update in _pack(claims):
+                    self._events.append(SendUpdate(key, neighbor.generation, update))
 
     # --- receiving (§11) -----------------------------------------------------------------
 
@@ -1476,25 +1485,77 @@ class ClaimEngine:
         return self.config.waiting_period + self.config.initiate_claim_delay
 
     def _demand_for(self, kind: SpaceKind) -> Demand | None:
-        """The demand on ``kind`` space: the MAASs' on the locally-allocated set; for the
-        managed set of a non-leaf domain, what its children and its own LOCAL space hold
-        (§12.2: the parent sees only their claims)."""
-        if self.demand is None:
-            return None
+        """The demand on ``kind`` space: the MAASs' on the locally-allocated set (the
+        managed set of a leaf).  On the managed set of a non-leaf domain (§17.1.2: it
+        "monitors the demand for addresses from its children (or MAASs)"), the children's
+        (:meth:`_children_demand`) plus what its own LOCAL space holds (§12.2, at least
+        ``initial_size``) and its MAASs' growth.  None: nothing reported, hold
+        ``initial_size``."""
         if kind is LOCAL or not self.non_leaf:
             return self.demand
-        now = self._now
+        children = self._children_demand()
+        if children is None:
+            return self.demand
         held = sum(a.prefix.num_addresses for a in self.allocations.values() if a.kind is LOCAL)
-        # One count per child prefix: a renewal caches a second PREFIX_IN_USE for it.
-        blocks = {
-            (e.claim.origin_domain, e.claim.prefix)
-            for e in self.cache.of_type(ClaimType.PREFIX_IN_USE)
-            if e.expires > now
-            and e.claim.origin_role is Role.CHILD
-            and e.claim.origin_domain != self.config.local_domain
-            and not self._released(e)
-        }
-        return Demand(in_use=held + sum(prefix.num_addresses for _, prefix in blocks))
+        own_rate = max(self.demand.rate, 0.0) if self.demand is not None else 0.0
+        return Demand(
+            in_use=max(held, self.config.initial_size) + children.in_use,
+            rate=own_rate + children.rate,
+        )
+
+    def _children_demand(self) -> Demand | None:
+        """What the children need from the managed set, or None with no child known.
+
+        A parent sees only its children's claims (§12.2), so their demand is: the space
+        they claim or hold (one count per address: a renewal or an expansion claims space
+        the child already holds); at least ``initial_size`` for every child domain with a
+        session, even one that has claimed nothing yet (App. B: each starts with the
+        initial claim, and a child that finds no room sends no claim at all); and their
+        growth over the last horizon (waiting period + claim delay) as the rate (§17.1.2),
+        so that the parent claims ahead of them instead of one waiting period behind
+        (docs/conformance.md choice 94).
+        """
+        now, local = self._now, self.config.local_domain
+        # Only CHILD-role entries (claims and WITHDRAWs) and the sessions (_room_gen) count.
+        key = (self.cache.role_versions.get(Role.CHILD), self._room_gen, self.config.initial_size)
+        memo_key, valid_until, memo = self._children_memo
+        if memo_key == key and now < valid_until:
+            return memo
+        valid_until = float("inf")
+        blocks: dict[DomainId, list[Prefix]] = {}
+        seen: set[DomainId] = set()
+        for e in self.cache.of_role(Role.CHILD):
+            c = e.claim
+            seen.add(c.origin_domain)
+            # Hints ask for nothing yet (choice 43); a denied claim gets no space (§8.3).
+            if (
+                c.type in _CHILD_HOLDS
+                and e.expires > now
+                and c.origin_domain != local
+                and not e.denied
+                and not is_hint(c)
+                and not self._released(e)
+            ):
+                blocks.setdefault(c.origin_domain, []).append(c.prefix)
+                valid_until = min(valid_until, e.expires)
+        for domain in seen:  # a WITHDRAW timing out un-releases (see _released)
+            for w in self.cache.of_origin(ClaimType.WITHDRAW, domain):
+                if w.expires > now:
+                    valid_until = min(valid_until, w.expires)
+        known = {nb.domain for nb in self.neighbors.values() if nb.role is Role.CHILD}
+        demand: Demand | None = None
+        if blocks or known:
+            each = {d: sum(p.num_addresses for p in collapse(ps)) for d, ps in blocks.items()}
+            claimed = sum(each.values())
+            floor = sum(max(0, self.config.initial_size - each.get(d, 0)) for d in known)
+            # The floor is growth foreseen: a child's first claim only replaces it.
+            self._children_trend.note(now, claimed + floor)
+            rate = self._children_trend.rate(now)
+            demand = Demand(in_use=claimed + floor, rate=rate)
+            if rate > 0:  # the rate decays as its samples age: recompute now and then
+                valid_until = min(valid_until, now + self._horizon / 16)
+        self._children_memo = (key, valid_until, demand)
+        return demand
 
     def _held(self, kind: SpaceKind, *, doubles: bool = True) -> list[Held]:
         now = self._now
@@ -1534,11 +1595,18 @@ class ClaimEngine:
         if demand is None:
             # No demand reported: hold initial_size (§12.2, App. B).
             return None if usable or cfg.initial_size <= 0 else Grow(cfg.initial_size)
-        if self._pending_growth(kind):
+        pending = self._pending_growth(kind)
+        if kind is DOMAIN and self.non_leaf:
+            # A parent's managed set: one new claim at a time (ours or another node's of
+            # our domain), but an expansion under way counts as held instead of holding
+            # back the children's growth (docs/conformance.md choice 95).
+            if self._claiming(kind):
+                return None
+        elif pending:
             return None  # one growth claim at a time: see below
         # Whether to grow does not depend on which prefixes can double: ask that first.
         held = self._held(kind, doubles=False)
-        if plan_growth(held, 0, demand, self._horizon, cfg.allocator) is None:
+        if plan_growth(held, pending, demand, self._horizon, cfg.allocator) is None:
             grow = None  # §17.1.2: what is held lasts beyond one waiting period
         else:
             if doubles:
@@ -1546,7 +1614,9 @@ class ClaimEngine:
             # The next claim can start only once this one is allocated, one horizon from
             # now, and needs another to be usable: size this one for the demand two
             # horizons ahead, so growth never waits (docs/conformance.md).
-            grow = plan_growth(held, 0, demand, 2 * self._horizon, cfg.allocator)
+            grow = plan_growth(held, pending, demand, 2 * self._horizon, cfg.allocator)
+        if pending:
+            return grow
         if not usable and cfg.initial_size > 0:
             # App. B: the first claim is at least the initial claim size.
             size = max(cfg.initial_size, grow.size if grow is not None else 0)

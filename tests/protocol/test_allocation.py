@@ -22,6 +22,7 @@ from masc.protocol.allocation import (
     Grow,
     Held,
     Strategy,
+    Trend,
     buddy,
     can_double,
     choose_prefix,
@@ -413,6 +414,74 @@ def test_s17_1_5_usage_within_counts_blocks_inside_whole_and_around_pro_rata() -
     assert usage_within(n("224.0.3.255/32"), by_prefix) == 1  # 400/1024, rounded up
     assert usage_within(n("224.1.0.0/16"), by_prefix) == 0
     assert usage_within(n("ff3e::/16"), by_prefix) == 0
+
+
+# --- §17.1.2 Trend: a rate for demand nobody reports (a parent's children) ------------------
+
+
+def test_s17_1_2_trend_one_sample_predicts_no_growth() -> None:
+    """One total says nothing about growth: a parent that has seen a single state of its
+    children must not extrapolate anything from it."""
+    trend = Trend(100.0)
+    assert trend.rate(0.0) == 0.0
+    trend.note(0.0, 500)
+    assert trend.rate(0.0) == 0.0
+    assert trend.rate(1_000.0) == 0.0
+
+
+def test_s17_1_2_trend_of_linear_growth_is_its_slope() -> None:
+    """Two addresses a second, noted every 10 s for twice the window: the rate is 2/s,
+    measured over the last window only."""
+    trend = Trend(100.0)
+    for t in range(0, 201, 10):
+        trend.note(float(t), 2 * t)
+    assert trend.rate(200.0) == pytest.approx(2.0)
+
+
+def test_s17_1_2_trend_spreads_a_burst_over_at_least_one_window() -> None:
+    """1000 addresses claimed within one second are not a rate of 1000/s: §17.1.2 predicts
+    one waiting period ahead, and a burst extrapolated at its own speed would claim a
+    thousand times what was seen."""
+    trend = Trend(100.0)
+    trend.note(0.0, 0)
+    trend.note(1.0, 1_000)
+    assert trend.rate(1.0) == pytest.approx(1_000 / 100)
+
+
+def test_s17_1_2_trend_drops_samples_older_than_the_window_but_keeps_a_baseline() -> None:
+    """Growth before the window no longer counts, but the last total before it stays as
+    the baseline: without it a single recent change would show no growth at all."""
+    trend = Trend(100.0)
+    trend.note(0.0, 0)
+    trend.note(50.0, 100)
+    trend.note(300.0, 400)
+    # Baseline (50, 100): not (0, 0), which would give 400/300, nor nothing, which gives 0.
+    assert trend.rate(300.0) == pytest.approx((400 - 100) / (300 - 50))
+    # With no further change the rate decays as the baseline ages.
+    assert 0 < trend.rate(1_000.0) < trend.rate(300.0)
+
+
+def test_s17_1_2_trend_never_negative_when_the_total_falls() -> None:
+    """Children giving space back predict no negative growth: shrinking is §17.1.5's
+    business, at renewal, not a reason to claim less than is held now."""
+    trend = Trend(100.0)
+    trend.note(0.0, 500)
+    trend.note(10.0, 200)
+    assert trend.rate(10.0) == 0.0
+    trend.note(20.0, 300)  # up again, but still below the baseline
+    assert trend.rate(20.0) == 0.0
+
+
+def test_s17_1_2_trend_noting_an_unchanged_total_is_a_no_op() -> None:
+    """The engine notes the children's total every time it recomputes their demand: an
+    unchanged total must not move the baseline forward (it would shorten the span the
+    growth is spread over)."""
+    trend = Trend(100.0)
+    trend.note(0.0, 0)
+    trend.note(100.0, 100)
+    trend.note(150.0, 100)  # unchanged: the total has been 100 since t=100, not t=150
+    trend.note(260.0, 200)
+    assert trend.rate(260.0) == pytest.approx((200 - 100) / (260 - 100))
 
 
 # --- §17.1.3/§17.1.4 plan_growth ---------------------------------------------------------------

@@ -1209,7 +1209,8 @@ def _rich_world() -> tuple[Net, Prefix]:
     net.inject("c", "x", kid(PIU, sub(ours, 28, 5), ts=net.now, lifetime=20 * DAY))
     net.run_for(3 * WAIT)  # x expands and claims for local use (§12.2)
     assert any(k is SpaceKind.LOCAL for k, _ in net["x"].allocations)
-    (ours,) = net["x"].managed_space()
+    # x also claims ahead for its children (§17.1.2); ours grew in place (§5.3).
+    (ours,) = [p for p in net["x"].managed_space() if covers(p, ours)]
     alloc = net["x"].allocations[(SpaceKind.DOMAIN, ours)]
     now = net.now
     for peer, attribute in [
@@ -1290,9 +1291,13 @@ def test_s11_7_3_s12_2_withdrawn_range_leaves_the_local_space_of_a_non_leaf_doma
     """§11.7.3 "stop advertising the WITHDRAW range to the MAASs": also where it lies inside
     space the non-leaf domain claimed from itself for local use."""
     net, _ = _rich_world()
-    (clash,) = [e.claim for e in net["x"].cache if e.claim.type is WD and e.clash]
-    local = [a.prefix for (k, _), a in net["x"].allocations.items() if k is SpaceKind.LOCAL]
-    assert any(covers(p, clash.prefix) for p in local)
+    local = [a for (k, _), a in net["x"].allocations.items() if k is SpaceKind.LOCAL]
+    inside = sub(local[0].prefix, local[0].prefix.prefixlen + 2, 1)
+    owner = [a for a in net["x"].allocations.values() if covers(a.prefix, inside)]
+    earlier = min(a.timestamp for a in owner) - 1
+    net.inject("s", "x", sib(PIU, inside, ts=earlier, lifetime=20 * DAY))
+    clashes = [e.claim for e in net["x"].cache if e.claim.type is WD and e.clash]
+    (clash,) = [c for c in clashes if covers(local[0].prefix, c.prefix)]
     assert not any(p.overlaps(clash.prefix) for p in net["x"].local_space())
 
 

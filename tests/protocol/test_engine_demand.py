@@ -2,7 +2,9 @@
 
 ``x`` is a leaf domain under parent ``p`` (space 239.192.0.0/16), as in test_engine.py.
 Its MAASs' demand comes in through ``set_demand``; these tests check what the engine claims,
-renews, halves and lets expire because of it, and what survives a restart (§13).
+renews, halves and lets expire because of it, and what survives a restart (§13).  The
+last tests make ``x`` (and a TLD of real engines) a parent, whose demand on its managed set
+is its children's claims (§17.1.2, §12.2).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 from ipaddress import ip_network
 from typing import Any
 
+import pytest
+
 from masc.protocol.allocation import AllocatorConfig, Demand
-from masc.protocol.constants import ClaimType
+from masc.protocol.constants import ClaimType, Role
 from masc.protocol.engine import LocalPiece
 from masc.protocol.events import (
     ClaimSent,
@@ -20,8 +24,9 @@ from masc.protocol.events import (
     PrefixGone,
     SpaceKind,
 )
-from tests.protocol.engine_helpers import DAY, WAIT, of_type
-from tests.protocol.test_engine import allocated, world
+from masc.protocol.wire.messages import DomainId, Prefix
+from tests.protocol.engine_helpers import DAY, T0, WAIT, Net, net4, of_type, rejects
+from tests.protocol.test_engine import CTE, PIU, allocated, kid, sub, world
 
 DOMAIN = SpaceKind.DOMAIN
 
@@ -255,3 +260,160 @@ def test_s13_restore_drops_a_renewal_of_a_prefix_that_expired_meanwhile() -> Non
     fresh.now = net.now
     fresh["x"].restore([], [renewal], now=net.now)
     assert fresh["x"].pending == []
+
+
+# --- §17.1.2 a parent's demand is its children's (§12.2: it sees only their claims) -------
+
+
+def holding(prefix: str, maas: Demand | None) -> tuple[Net, Prefix]:
+    """``x`` (children c, c2 of domain 30 and d of domain 31, MAAS demand ``maas``) holding
+    ``prefix``, claimed by the operator, and nothing else; no child has claimed yet."""
+    net = world()
+    net.call("x", "set_demand", maas)
+    space = ip_network(prefix)
+    net.call("x", "claim", 0, prefix=space, at=net.now + 1)
+    net.run_for(WAIT + 10)
+    assert net["x"].managed_space() == [space]
+    assert not net["x"].non_leaf
+    net.clear()
+    return net, space
+
+
+# The MAASs' demand is on the LOCAL space (§12.2): with or without it, the managed set of
+# a domain with children is sized by the children's claims and the LOCAL space held.
+MAAS = pytest.mark.parametrize("maas", [None, Demand(in_use=0)], ids=["no-maas", "maas"])
+
+
+@MAAS
+def test_s17_1_2_children_demand_counts_a_renewal_and_an_expansion_once(
+    maas: Demand | None,
+) -> None:
+    """A child's renewal (CLAIM_TO_EXPAND of the prefix it holds, §5.2) and its expansion
+    (CLAIM_TO_EXPAND of the supernet, §5.3) claim space it already holds: the parent counts
+    the child's /23 once, not /24 + /24 + /23."""
+    net, space = holding("239.192.4.0/22", maas)
+    size = net["x"].config.initial_size
+    held, larger = sub(space, 24, 0), sub(space, 23, 0)
+    for attribute, prefix in ((PIU, held), (CTE, held), (CTE, larger)):  # renewal, expansion
+        # A lifetime x accepts (§11.4.3): a denied claim would not count at all.
+        claim = kid(attribute, prefix, ts=net.now, lifetime=DAY)
+        assert rejects(net.inject("c", "x", claim)) == []
+        net.run_for(60)
+    assert not any(e.denied for e in net["x"].cache)
+    assert net["x"].non_leaf
+    demand = net["x"]._demand_for(DOMAIN)
+    assert demand is not None
+    # c: its /23; d: a session but no claim, initial_size; x's own LOCAL: initial_size.
+    assert demand.in_use == larger.num_addresses + size + size
+
+
+@MAAS
+def test_s17_1_2_a_child_with_a_session_but_no_claim_counts_as_initial_size(
+    maas: Demand | None,
+) -> None:
+    """App. B: every child starts with the initial claim, and one that finds no room in
+    its parent sends no claim at all, so the parent cannot wait to see it: a child domain
+    with a session counts as ``initial_size`` from the moment the parent has children.
+    Here c (two nodes, one domain) holds a /24 and d has claimed nothing."""
+    net, space = holding("239.192.4.0/22", maas)
+    size = net["x"].config.initial_size
+    assert net["x"]._demand_for(DOMAIN) == maas  # a leaf: its MAASs' demand
+    theirs = sub(space, 24, 1)
+    assert rejects(net.inject("c", "x", kid(PIU, theirs, ts=net.now))) == []
+    assert net["x"].non_leaf
+    demand = net["x"]._demand_for(DOMAIN)
+    assert demand is not None
+    # c's /24 (once for its two nodes), d's initial claim to come, x's own LOCAL space.
+    assert demand.in_use == theirs.num_addresses + size + size
+    net.down("x", "d")  # no session: d is not a child x knows of
+    demand = net["x"]._demand_for(DOMAIN)
+    assert demand is not None and demand.in_use == theirs.num_addresses + size
+
+
+def test_s17_1_2_an_expansion_for_local_room_does_not_hold_back_the_childrens_claim() -> None:
+    """Regression: c takes x's whole /24, so x schedules a §5.3 expansion to make room for
+    its own LOCAL space (§12.2), and must also claim for d's initial claim to come.  The
+    expansion under way counts as held; it used to block every other growth claim, so the
+    children's claim was dropped when its delay ran out and waited for the expansion to
+    finish, one more waiting period."""
+    net = world()
+    ours = allocated(net)
+    assert rejects(net.inject("c", "x", kid(PIU, ours, ts=net.now, lifetime=20 * DAY))) == []
+    net.run_for(net["x"].config.initiate_claim_delay + 1)
+    sent = [c for c in net.events("x", ClaimSent) if c.kind is DOMAIN]
+    assert [c.claim.prefix for c in sent if c.purpose == "expand"] == [ours.supernet()]
+    (new,) = [c.claim for c in sent if c.purpose == "new"]
+    assert new.type is ClaimType.NEW_CLAIM
+    size = net["x"].config.initial_size
+    # With the expansion's new half: room for c's /24, d's initial claim and x's own.
+    assert ours.num_addresses + ours.num_addresses + new.prefix.num_addresses >= 3 * size
+
+
+def test_s17_1_2_app_b_tld_claims_ahead_for_all_its_children_at_once() -> None:
+    """App. B: a TLD with no MAAS demand of its own and 8 children, each wanting the
+    initial claim.  The first child takes the TLD's whole first /24; from then on the TLD
+    knows of 8 children and claims room for all of them in one go (§17.1.2), so every
+    child holds space one waiting period after the TLD does.  It used to grow one doubling
+    per waiting period, as the children's claims trickled in: after three waiting periods
+    only two of the eight held anything."""
+    net = Net()
+    top = net.engine("top", 10, 100, global_pool=(net4("228.0.0.0/6"),))
+    kids = [f"c{i}" for i in range(8)]
+    for i, name in enumerate(kids):
+        net.engine(name, 20 + i, 200 + i, parent_domain_ids=(DomainId(10),), seed=i + 2)
+        net.link(name, "top", Role.PARENT)
+    for i, a in enumerate(kids):
+        for b in kids[i + 1 :]:
+            net.link(a, b, Role.SIBLING, parent=10)
+    net.start()
+    size, delay = top.config.initial_size, top.config.initiate_claim_delay
+    step = WAIT + delay  # a claim's random delay, then its waiting period (§5.1)
+    # Step 1: the TLD's initial /24.  Step 2: the first child's claim makes it non-leaf
+    # (and takes the /24), and the TLD's claim for all eight is held.
+    net.run_until(T0 + 2 * step + delay)
+    held = sum(p.num_addresses for p in top.managed_space())
+    assert held >= len(kids) * size + size  # the children's initial claims and its own
+    # Step 3: every child's claim in that room.
+    net.run_until(T0 + 3 * step + delay)
+    assert [name for name in kids if not net[name].managed_space()] == []
+
+
+def test_s17_1_2_a_childs_hint_adds_nothing_to_the_parents_demand() -> None:
+    """A hint (address 0, §11.5) asks for nothing yet (docs/conformance.md choice 43): a
+    child's hint of a /18 must not make its parent claim a /17 upstream."""
+    net = world()
+    allocated(net)
+    hint = kid(ClaimType.NEW_CLAIM, "0.0.0.0/18", ts=net.now)
+    assert rejects(net.inject("c", "x", hint)) == []
+    assert net["x"].non_leaf
+    demand = net["x"]._demand_for(DOMAIN)
+    assert demand is not None
+    size = net["x"].config.initial_size
+    assert demand.in_use == 3 * size  # x's own LOCAL, and c's and d's initial claims
+
+
+def test_s17_1_2_two_nodes_of_a_parent_make_one_claim_for_their_children() -> None:
+    """Both nodes of a TLD see the same children: while one node's claim for them is under
+    way the other does not claim the same growth again (§5.1 a)."""
+    net = Net()
+    for name, node, seed in (("t1", 100, 1), ("t2", 101, 7)):
+        net.engine(name, 10, node, global_pool=(net4("228.0.0.0/6"),), seed=seed)
+    net.link("t1", "t2", Role.INTERNAL)
+    kids = [f"c{i}" for i in range(8)]
+    for i, name in enumerate(kids):
+        net.engine(name, 20 + i, 200 + i, parent_domain_ids=(DomainId(10),), seed=i + 2)
+        net.link(name, "t1", Role.PARENT)
+        net.link(name, "t2", Role.PARENT)
+    net.start()
+    step = WAIT + net["t1"].config.initiate_claim_delay
+    net.run_until(T0 + 4 * step)
+    new = [
+        e
+        for n in ("t1", "t2")
+        for e in net.events(n, ClaimSent)
+        if e.kind is DOMAIN and e.purpose == "new"
+    ]
+    held = {p for n in ("t1", "t2") for p in net[n].managed_space()}
+    assert len(new) == 2  # the initial claim, then one for the children
+    assert len(held) <= 2
+    assert all(net[name].managed_space() for name in kids)

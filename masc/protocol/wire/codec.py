@@ -156,8 +156,10 @@ def encode(message: Message) -> bytes:
     raise CoreMisuse(f"not a MASC message: {message!r}")
 
 
+@lru_cache(maxsize=1 << 14)
 def encode_claim(claim: Claim) -> bytes:
-    """One §7.3 attribute, padded with zero octets to a multiple of four."""
+    """One §7.3 attribute, padded with zero octets to a multiple of four.  Cached: a parent
+    relays each claim to every other child (§5.1 b), the same octets each time."""
     family = claim.family
     length = family.id_length
     bits = length * 8
