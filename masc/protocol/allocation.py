@@ -143,12 +143,12 @@ def _free_run_of(runs: Sequence[FreeRun], width: int, start: int, stop: int) -> 
 
 def expandability(block: Prefix, space: Sequence[Prefix], occupied: Iterable[Prefix]) -> int:
     """How many times ``block`` can double in place (§5.3, §17.1.1): each supernet inside
-    ``space`` and its buddy free.  Whatever ``occupied`` holds inside ``block`` is the
+    one prefix of ``space`` and its buddy free.  Whatever ``occupied`` holds inside ``block`` is the
     block's own business and does not count."""
     others = [o for o in occupied if not covers(block, o)]
     width, start = block.max_prefixlen, int(block.network_address)
     k = _host_bits(block)
-    run = _free_run_of(free_runs(space, others), width, start, start + (1 << k))
+    run = _free_run_of(free_runs(space, others, join=False), width, start, start + (1 << k))
     if run is None:
         return 0
     doublings = 0
@@ -179,14 +179,15 @@ def choose_prefix(
     strategy: Strategy = Strategy.RBO,
     near: Sequence[Prefix] = (),
 ) -> Prefix | None:
-    """A free, aligned block of at least ``size`` addresses inside ``space``, or None when
-    there is none; ``near`` lists the chooser's own prefixes (used by ``Strategy.RBO``)."""
+    """A free, aligned block of at least ``size`` addresses inside one prefix of ``space``
+    (adjacent ones are not joined: see :func:`free_runs`), or None when there is none;
+    ``near`` lists the chooser's own prefixes (used by ``Strategy.RBO``)."""
     if not space:
         return None
     if strategy is Strategy.BEST_FIT:
         return choose_free(space, occupied, size, rng)
     need = host_bits_for(size)
-    runs = free_runs(space, occupied)
+    runs = free_runs(space, occupied, join=False)
     if strategy is Strategy.FIRST_FIT:
         return _first_fit(runs, need)
     if near:
@@ -245,7 +246,7 @@ def _most_expandable(
     # merge); each ranks by the first given space prefix it overlaps.
     containers = sorted(
         (width, block, k)
-        for width, start, stop in free_runs(space, ())
+        for width, start, stop in free_runs(space, (), join=False)
         for block, k in aligned_blocks(start, stop, width)
     )
     rank: dict[tuple[int, int, int], int] = {}
@@ -445,11 +446,12 @@ def plan_renewal(
 
 
 def largest_free(space: Sequence[Prefix], occupied: Iterable[Prefix]) -> int:
-    """``k`` of the largest free aligned block of 2**k addresses inside ``space`` (-1: none).
+    """``k`` of the largest free aligned block of 2**k addresses inside one prefix of
+    ``space`` (-1: none).
     :func:`choose_prefix` finds a block of ``size`` addresses, whatever the strategy,
     exactly when ``host_bits_for(size) <= largest_free(space, occupied)``."""
     best = -1
-    for width, start, stop in free_runs(space, occupied):
+    for width, start, stop in free_runs(space, occupied, join=False):
         for _, k in aligned_blocks(start, stop, width):
             best = max(best, k)
     return best

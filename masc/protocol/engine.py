@@ -1020,13 +1020,14 @@ class ClaimEngine:
         return [c.prefix for c in self._parent_managed(parent)]
 
     def _parent_space(self, parent: DomainId, now: float) -> list[Prefix]:
-        """A parent's managed space minus what it withdrew (§11.6.1, §11.7.4)."""
+        """A parent's managed space minus what it withdrew (§11.6.1, §11.7.4), one piece
+        list per PREFIX_MANAGED (see :func:`_pieces`)."""
         withdrawn = [
             e.claim.prefix
             for e in self.cache.of_origin(ClaimType.WITHDRAW, parent)
             if e.expires > now and e.claim.origin_role is Role.PARENT
         ]
-        return subtract(self._parent_prefixes(parent), withdrawn)
+        return _pieces(self._parent_prefixes(parent), withdrawn)
 
     def _held_prefixes(self, kind: SpaceKind) -> list[Prefix]:
         return [a.prefix for a in self.allocations.values() if a.kind is kind]
@@ -1727,8 +1728,16 @@ class ClaimEngine:
         return bool(self._parent_prefixes(parent))
 
     def _claim_space(self, kind: SpaceKind, parent: DomainId | None) -> list[Prefix]:
+        """Where a claim of ``kind`` may lie: inside one of the prefixes that manage it, less
+        their withdrawn ranges.  The prefixes stay apart (:func:`_pieces`; the allocator
+        never chooses across two): a parent accepts a claim only inside one of its
+        prefixes (§11.4.3), and a sibling only inside one PREFIX_MANAGED (§11.1)."""
         if kind is LOCAL:
-            return self._usable(DOMAIN, self._now)
+            now = self._now
+            held = [
+                a.prefix for a in self.allocations.values() if a.kind is DOMAIN and a.expires > now
+            ]
+            return _pieces(held, self._withdrawn_ranges(DOMAIN, now))
         if parent is None:
             return []
         return self._parent_space(parent, self._now)
@@ -2237,6 +2246,14 @@ _HANDLERS: Final = {
     ClaimType.PREFIX_MANAGED: ClaimEngine._on_prefix_managed,
     ClaimType.WITHDRAW: ClaimEngine._on_withdraw,
 }
+
+
+def _pieces(bases: list[Prefix], cuts: list[Prefix]) -> list[Prefix]:
+    """``bases`` less ``cuts``, each base's remainder on its own: unlike :func:`subtract`,
+    two adjacent bases are not joined into one larger prefix."""
+    if not cuts:
+        return bases
+    return [piece for base in bases for piece in subtract([base], cuts)]
 
 
 def _pack(claims: Iterable[Claim]) -> Iterator[Update]:

@@ -64,8 +64,9 @@ def prefix_at(width: int, start: int, prefixlen: int) -> Prefix:
     return IPv6Network((start, prefixlen))
 
 
-def _runs(prefixes: Iterable[Prefix]) -> dict[int, list[tuple[int, int]]]:
-    """Per address width, the addresses of ``prefixes`` as sorted, merged half-open runs."""
+def _runs(prefixes: Iterable[Prefix], *, join: bool = True) -> dict[int, list[tuple[int, int]]]:
+    """Per address width, the addresses of ``prefixes`` as sorted, merged half-open runs;
+    ``join=False`` merges only overlapping prefixes, not adjacent ones."""
     by_width: dict[int, list[tuple[int, int]]] = {}
     for p in prefixes:
         start = int(p.network_address)
@@ -75,7 +76,7 @@ def _runs(prefixes: Iterable[Prefix]) -> dict[int, list[tuple[int, int]]]:
         runs.sort()
         merged: list[tuple[int, int]] = []
         for start, stop in runs:
-            if merged and start <= merged[-1][1]:  # overlapping or touching: one run
+            if merged and (start < merged[-1][1] or (join and start == merged[-1][1])):
                 if stop > merged[-1][1]:
                     merged[-1] = (merged[-1][0], stop)
             else:
@@ -84,11 +85,18 @@ def _runs(prefixes: Iterable[Prefix]) -> dict[int, list[tuple[int, int]]]:
     return by_width
 
 
-def free_runs(space: Iterable[Prefix], removed: Iterable[Prefix]) -> list[FreeRun]:
-    """``space`` minus ``removed`` as maximal runs of addresses, sorted by (width, start)."""
+def free_runs(
+    space: Iterable[Prefix], removed: Iterable[Prefix], *, join: bool = True
+) -> list[FreeRun]:
+    """``space`` minus ``removed`` as maximal runs of addresses, sorted by (width, start).
+
+    ``join=False`` keeps adjacent prefixes of ``space`` apart, so that no run (and no block
+    chosen from it) straddles two of them: a claim must lie inside one PREFIX_MANAGED of
+    its parent (§11.4.3: "within the address space managed"; one held prefix each), and a
+    domain's two adjacent prefixes may have different parents and lifetimes."""
     cuts = _runs(removed)
     out: list[FreeRun] = []
-    for width, runs in sorted(_runs(space).items()):
+    for width, runs in sorted(_runs(space, join=join).items()):
         holes = cuts.get(width, [])
         i = 0
         for start, stop in runs:
@@ -154,7 +162,7 @@ def choose_free(
     size: int,
     rng: Randomness,
 ) -> Prefix | None:
-    """A free, aligned block of ``size`` addresses inside ``space``, or None.
+    """A free, aligned block of ``size`` addresses inside one prefix of ``space``, or None.
 
     Best fit: the block is carved from the smallest free prefix that can hold it, so large
     free prefixes stay whole for later expansion (RFC 2909 §17.1.1 aims at the same);
@@ -166,7 +174,7 @@ def choose_free(
     need = host_bits_for(size)
     best = -1  # k of the smallest fitting free block so far
     candidates: list[tuple[int, int]] = []  # (width, start), in address order
-    for width, start, stop in free_runs(space, occupied):
+    for width, start, stop in free_runs(space, occupied, join=False):
         if need > width or stop - start < 1 << need:
             continue
         for block, k in aligned_blocks(start, stop, width):

@@ -130,8 +130,8 @@ def test_rfc2908_s5_pool_waits_for_space_and_is_counted_in_demand() -> None:
 
 
 def test_every_grant_lies_inside_one_usable_piece_never_straddling_two() -> None:
-    """Two adjacent /25 pieces (different lifetimes) hold 256 free addresses, and the free
-    space alone would offer 239.192.0.0/24; but no /24 piece is the domain's, so a request
+    """Two adjacent /25 pieces (different lifetimes) hold 256 free addresses, but no /24
+    piece is the domain's (the allocator keeps adjacent space prefixes apart), so a request
     for 256 waits, while 128 fits one piece and takes that piece's lifetime."""
     table = make_table()
     pool = Grant("a", N("239.192.1.0/28"), 300.0, True, 0)
@@ -140,7 +140,10 @@ def test_every_grant_lies_inside_one_usable_piece_never_straddling_two() -> None
     space = [*halves, piece("239.192.1.0/28", expires=300.0)]
     assert table.sync(space, now=0) == []
     free = [h.prefix for h in halves]
-    assert grants_module.choose_prefix(free, [], 256, FirstRng()) == N("239.192.0.0/24")
+    assert grants_module.choose_prefix(free, [], 256, FirstRng()) is None
+    assert grants_module.choose_prefix([N("239.192.0.0/24")], [], 256, FirstRng()) == N(
+        "239.192.0.0/24"
+    )
     assert table.request("a", 256, now=0) == []
     assert table.outstanding("a") == 256
     [grant] = granted(table.request("a", 128, now=0))

@@ -134,11 +134,14 @@ def test_s17_1_1_doubling_example() -> None:
 
 
 def test_s17_1_1_can_double_needs_the_supernet_inside_the_space() -> None:
-    """Doubling 0xxx would take 1xxx, outside a space of 0xxx alone; and a parent /28 cannot
-    double at all inside itself."""
+    """Doubling 0xxx would take 1xxx, outside a space of 0xxx alone, and outside any one
+    prefix of a space of 0xxx and 1xxx (two PREFIX_MANAGED: §11.4.3 wants the claim inside
+    one); inside XXXX it can.  A parent /28 cannot double at all inside itself."""
     assert not can_double(bits("0xxx"), [bits("0xxx")], [])
     assert not can_double(XXXX, [XXXX], [])
-    assert can_double(bits("0xxx"), [bits("0xxx"), bits("1xxx")], [])  # merged: one space
+    assert not can_double(bits("0xxx"), [bits("0xxx"), bits("1xxx")], [])
+    assert can_double(bits("0xxx"), [XXXX], [])
+    assert can_double(bits("0xxx"), [XXXX, bits("0xxx")], [])  # nested space prefixes merge
     assert expandability(bits("0000"), [bits("0xxx")], []) == 3
 
 
@@ -384,6 +387,36 @@ def test_s17_1_1_choose_prefix_matches_brute_force(
             assert got in neighbours
         else:
             assert growth[got] == max(growth.values())
+
+
+@PROPERTY
+@given(
+    occupied=st.lists(prefixes_near_box, max_size=10),
+    need=st.integers(0, 8),
+    strategy=st.sampled_from(list(Strategy)),
+    near=st.lists(prefixes_near_box, max_size=3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_s11_4_3_choose_prefix_never_straddles_two_space_prefixes(
+    occupied: list[Prefix], need: int, strategy: Strategy, near: list[Prefix], seed: int
+) -> None:
+    """A space of two adjacent prefixes (two PREFIX_MANAGED): the block is inside one of
+    them, None only when neither has a free block, and the halves never double into BOX."""
+    halves = list(BOX.subnets(prefixlen_diff=1))
+    got = choose_prefix(
+        halves, occupied, 1 << need, random.Random(seed), strategy=strategy, near=near
+    )
+    free = [
+        b
+        for half in halves
+        if half.prefixlen <= 32 - need
+        for b in blocks_in(half, 32 - need)
+        if not any(overlaps(b, o) for o in occupied)
+    ]
+    assert (got is None) == (not free)
+    assert got is None or got in free
+    assert not can_double(halves[0], halves, [])
+    assert largest_free(halves, []) == 31 - BOX.prefixlen
 
 
 @PROPERTY

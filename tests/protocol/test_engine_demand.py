@@ -417,3 +417,35 @@ def test_s17_1_2_two_nodes_of_a_parent_make_one_claim_for_their_children() -> No
     assert len(new) == 2  # the initial claim, then one for the children
     assert len(held) <= 2
     assert all(net[name].managed_space() for name in kids)
+
+
+def test_s11_4_3_a_local_claim_lies_inside_one_domain_prefix_never_across_two() -> None:
+    """Regression (random scenario seed 42): x holds two adjacent /23s, two prefixes and
+    two PREFIX_MANAGED.  A parent accepts a claim only inside one of its prefixes (§11.4.3)
+    and a child only a sibling's claim inside one PREFIX_MANAGED (§11.1), so x's LOCAL claim
+    for 1024 addresses may not take the /22 the two make together.  It used to: the child
+    then refused x's LOCAL PREFIX_IN_USE, claimed inside it, and both used the range."""
+    net = world()
+    net.call("x", "set_demand", Demand(in_use=800))
+    low, high = ip_network("239.192.4.0/23"), ip_network("239.192.6.0/23")
+    theirs = ip_network("239.192.16.0/24")  # the child's, away from the two
+    for prefix in (low, high, theirs):
+        net.call("x", "claim", 0, prefix=prefix, at=net.now + 1)
+    net.run_for(WAIT + 10)
+    assert {a.prefix for a in net["x"].allocations.values()} == {low, high, theirs}
+    assert rejects(net.inject("c", "x", kid(PIU, theirs, ts=net.now))) == []
+    assert net["x"].non_leaf
+    net.clear()
+    local_claims = 0
+    end = net.now + 3 * WAIT
+    while net.now < end:
+        deadline = net["x"].next_deadline()
+        net.run_until(end if deadline is None else min(deadline, end))
+        held = [a.prefix for a in net["x"].allocations.values() if a.kind is DOMAIN]
+        for sent in net.events("x", ClaimSent):
+            if sent.kind is SpaceKind.LOCAL:
+                local_claims += 1
+                assert any(h.supernet_of(sent.claim.prefix) for h in held), sent.claim
+        net.clear()
+    assert local_claims > 0
+    assert any(a.kind is SpaceKind.LOCAL for a in net["x"].allocations.values())

@@ -142,6 +142,24 @@ def test_free_runs_are_maximal_half_open_ranges_per_width() -> None:
     ]
 
 
+def test_free_runs_without_join_keep_adjacent_space_prefixes_apart() -> None:
+    """§11.4.3: a claim lies inside one prefix of its parent's; two adjacent ones are two
+    runs, while nested ones still make one."""
+    base = int(net4("239.192.0.0/32").network_address)
+    adjacent = nets("239.192.0.0/23", "239.192.2.0/23")
+    assert free_runs(adjacent, []) == [(32, base, base + 1024)]
+    apart = [(32, base, base + 512), (32, base + 512, base + 1024)]
+    assert free_runs(adjacent, [], join=False) == apart
+    nested = nets("239.192.0.0/22", "239.192.2.0/23")
+    assert free_runs(nested, [], join=False) == [(32, base, base + 1024)]
+
+
+def test_choose_free_never_straddles_two_adjacent_space_prefixes() -> None:
+    assert choose_free(nets("239.192.0.0/23", "239.192.2.0/23"), [], 1024, FirstChoice()) is None
+    got = choose_free(nets("239.192.0.0/23", "239.192.2.0/23"), [], 512, FirstChoice())
+    assert got == net4("239.192.0.0/23")
+
+
 def test_aligned_blocks_are_the_fewest_prefixes_of_a_range() -> None:
     assert list(aligned_blocks(3, 14, 32)) == [(3, 0), (4, 2), (8, 2), (12, 1)]
     assert list(aligned_blocks(0, 1 << 32, 32)) == [(0, 32)]
