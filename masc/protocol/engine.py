@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
@@ -95,7 +96,17 @@ from masc.protocol.events import (
     SpaceKind,
 )
 from masc.protocol.propagation import Audience, audience, sync_order, updated_origin_role
-from masc.protocol.space import Randomness, collapse, covers, host_bits_for, overlaps, subtract
+from masc.protocol.space import (
+    Randomness,
+    Span,
+    collapse,
+    covers,
+    host_bits_for,
+    overlaps,
+    span_of,
+    spans_of,
+    subtract,
+)
 from masc.protocol.wire.codec import encode_claim
 from masc.protocol.wire.messages import Claim, DomainId, NodeId, Prefix, Update
 
@@ -298,7 +309,7 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-_MemoKey = tuple[int, int, float, float]  # cache version, room generation, now, grace
+_MemoKey = tuple[int, int, float]  # cache version, room generation, grace
 
 
 def _u32(value: float) -> int:
@@ -341,7 +352,8 @@ class ClaimEngine:
         self._children_memo: tuple[object, float, Demand | None] = ((), 0.0, None)
         # Derived-state caches (performance only; see _cache_taken and _Stuck).
         self._room_gen = 0  # bumped by inputs that may free space the cache cannot see
-        self._taken_memo: dict[SpaceKind, tuple[_MemoKey, dict[Prefix, float]]] = {}
+        # kind -> (key, valid until, taken)
+        self._taken_memo: dict[SpaceKind, tuple[_MemoKey, float, dict[Prefix, float]]] = {}
         self._stuck: dict[SpaceKind, _Stuck] = {}
         self._grib_memo: tuple[object, list[Prefix]] = ((), [])
 
@@ -709,10 +721,17 @@ class ClaimEngine:
     def _flush_outbox(self) -> None:
         """Turn the claims queued per session into UPDATEs."""
         outbox, self._outbox = self._outbox, {}
+        # A relay queues the same claims for many sessions (a parent's to all its
+        # children): pack each distinct list once.
+        packed: dict[tuple[int, ...], list[Update]] = {}
         for key, claims in outbox.items():
             neighbor = self.neighbors.get(key)
             if neighbor is not None and claims:
-                for update in _pack(claims):
+                ids = tuple(map(id, claims))
+                updates = packed.get(ids)
+                if updates is None:
+                    updates = packed[ids] = list(_pack(claims))
+                for update in updates:
                     self._events.append(SendUpdate(key, neighbor.generation, update))
 
     # --- receiving (§11) -----------------------------------------------------------------
@@ -1459,9 +1478,7 @@ class ClaimEngine:
     def _note_stuck(self, kind: SpaceKind, parents: list[DomainId | None]) -> None:
         """A new claim found no room (see :class:`_Stuck`); only DOMAIN space: a LOCAL one
         makes room by expanding (_expand_for_room), which must be retried."""
-        if kind is not DOMAIN or any(
-            self._doubles(a) for a in self.allocations.values() if a.kind is kind
-        ):
+        if kind is not DOMAIN or any(held.can_double for held in self._held(kind)):
             return  # a prefix that can double may grow by expansion instead (§5.3)
         now, bits, until = self._now, -1, float("inf")
         taken = self._cache_taken(kind)
@@ -1560,32 +1577,45 @@ class ClaimEngine:
 
     def _held(self, kind: SpaceKind, *, doubles: bool = True) -> list[Held]:
         now = self._now
-        return [
-            Held(a.prefix, a.renewing, doubles and self._doubles(a))
+        allocs = [
+            a
             for a in self.allocations.values()
             if a.kind is kind and a.expires > now and self._usable_of(a, now)
         ]
+        # One occupied list for all of them: each _doubles would build it again.
+        occupied = spans_of(self._occupied(kind)) if doubles and allocs else []
+        return [
+            Held(a.prefix, a.renewing, doubles and self._doubles(a, occupied)) for a in allocs
+        ]
 
-    def _doubles(self, alloc: Allocation) -> bool:
-        """§5.3, §17.1.1: the prefix can double in place (our own, and its buddy free)."""
+    def _doubles(self, alloc: Allocation, occupied: list[Span] | None = None) -> bool:
+        """§5.3, §17.1.1: the prefix can double in place (our own, and its buddy free).
+        ``occupied``: :meth:`_occupied` of its kind, if the caller has it already."""
         if alloc.origin_node != self.config.local_node or alloc.prefix.prefixlen == 0:
             return False
         space = self._claim_space(alloc.kind, alloc.parent)
-        return can_double(alloc.prefix, space, self._occupied_around(alloc.kind, alloc.prefix))
+        around = self._occupied_around(alloc.kind, alloc.prefix, occupied)
+        return can_double(alloc.prefix, space, around)
 
-    def _occupied_around(self, kind: SpaceKind, prefix: Prefix) -> list[Prefix]:
-        """What stops ``prefix`` doubling: :meth:`_occupied`, less our own prefixes inside
-        the doubled prefix, which it aggregates (§17.1.4: "both prefixes can be
-        automatically aggregated")."""
+    def _occupied_around(
+        self, kind: SpaceKind, prefix: Prefix, occupied: list[Span] | None = None
+    ) -> list[Prefix]:
+        """What stops ``prefix`` doubling: what of :meth:`_occupied` (or ``occupied``)
+        overlaps the doubled prefix, less ``prefix`` itself and our own prefixes inside the
+        doubled prefix, which it aggregates (§17.1.4: "both prefixes can be automatically
+        aggregated").  Nothing outside the doubled prefix can stop it."""
         larger = prefix.supernet()
+        taken = spans_of(self._occupied(kind)) if occupied is None else occupied
+        width, start, stop = span_of(larger)
+        near = [p for w, a, b, p in taken if a < stop and b > start and w == width and p != prefix]
+        if not near:
+            return near
         ours = [
             a.prefix
             for a in self.allocations.values()
             if a.kind is kind and a.renewing and covers(larger, a.prefix)
         ]
-        return [
-            p for p in self._occupied(kind, ignore=prefix) if not any(covers(o, p) for o in ours)
-        ]
+        return [p for p in near if not any(covers(o, p) for o in ours)]
 
     def _growth(self, kind: SpaceKind, *, doubles: bool = True) -> Grow | None:
         """What to add to ``kind`` space now, if anything (Appendix A).  ``doubles=False``
@@ -1753,14 +1783,20 @@ class ClaimEngine:
 
     def _cache_taken(self, kind: SpaceKind) -> dict[Prefix, float]:
         """The cached part of :meth:`_occupied`, each prefix with the moment time alone
-        frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache,
-        a denial mark or the clock changes: one input asks several times."""
+        frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache or
+        a denial mark changes, or time takes an entry out (or a WITHDRAW's expiry puts one
+        back, see _released): inputs ask several times each, and timers often come with
+        nothing changed."""
         now = self._now
-        key = (self.cache.version, self._room_gen, now, self.cache.grace)
+        key = (self.cache.version, self._room_gen, self.cache.grace)
         memo = self._taken_memo.get(kind)
-        if memo is not None and memo[0] == key:
-            return memo[1]
+        if memo is not None and memo[0] == key and now < memo[1]:
+            return memo[2]
         grace = self.cache.grace
+        valid_until = min(
+            (w.expires for w in self.cache.of_type(ClaimType.WITHDRAW) if w.expires > now),
+            default=math.inf,
+        )
         role_set = {Role.SIBLING, Role.INTERNAL} if kind is DOMAIN else {Role.CHILD}
         taken: dict[Prefix, float] = {}
         for t in (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimType.NEW_CLAIM):
@@ -1775,6 +1811,7 @@ class ClaimEngine:
                     and not self._released(e)
                 ):
                     taken[c.prefix] = max(taken.get(c.prefix, until), until)
+                    valid_until = min(valid_until, until)
         # Our own live WITHDRAWs (§5.4 release, §12.4 clash) would cut a new allocation of
         # the same range at once (§11.7.3): we do not claim it again until they time out.
         own = Role.INTERNAL if kind is DOMAIN else Role.CHILD
@@ -1782,7 +1819,7 @@ class ClaimEngine:
             if e.expires > now and e.claim.origin_role is own:
                 p = e.claim.prefix
                 taken[p] = max(taken.get(p, e.expires), e.expires)
-        self._taken_memo[kind] = (key, taken)
+        self._taken_memo[kind] = (key, valid_until, taken)
         return taken
 
     def _released(self, entry: CacheEntry) -> bool:
@@ -1804,7 +1841,8 @@ class ClaimEngine:
         # This claim has left self.scheduled, so _claiming sees only the others.
         if scheduled.purpose == "new" and scheduled.prefix is None and not scheduled.operator:
             if scheduled.automatic and self._demand_for(kind) is not None:
-                needed = self._growth(kind) is not None
+                # Whether to grow does not depend on which prefixes can double.
+                needed = self._growth(kind, doubles=False) is not None
             else:
                 needed = not (self._claiming(kind) or self._usable(kind, now))
             if not needed:

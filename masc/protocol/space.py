@@ -57,6 +57,23 @@ def collapse(prefixes: Iterable[Prefix]) -> list[Prefix]:
     return out
 
 
+# A prefix as integers, for quick overlap tests: (address width, first address, one past
+# the last, the prefix).
+Span = tuple[int, int, int, Prefix]
+
+
+def span_of(prefix: Prefix) -> tuple[int, int, int]:
+    """``(width, start, stop)`` of ``prefix``: two prefixes of one width overlap exactly
+    when each starts before the other stops."""
+    start = int(prefix.network_address)
+    return prefix.max_prefixlen, start, start + (1 << (prefix.max_prefixlen - prefix.prefixlen))
+
+
+def spans_of(prefixes: Iterable[Prefix]) -> list[Span]:
+    """:func:`span_of` of each prefix, the prefix kept alongside."""
+    return [(*span_of(p), p) for p in prefixes]
+
+
 def prefix_at(width: int, start: int, prefixlen: int) -> Prefix:
     """The prefix of ``prefixlen`` at integer address ``start`` in a ``width``-bit family."""
     if width == 32:
