@@ -126,6 +126,9 @@ class ClaimCache:
         self.room_version = 0
         self.version = 0  # bumped on every change
         self.role_versions: dict[Role, int] = {}  # bumped on every change of that role
+        self.origin_versions: dict[DomainId, int] = {}  # ... of that origin domain
+        # How many CHILD-role entries each origin domain has: a parent's children.
+        self.child_domains: dict[DomainId, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -165,9 +168,21 @@ class ClaimCache:
             self.child_expiry = max(self.child_expiry, entry.expires)
         if c.type not in CLAIMS:
             self.room_version += 1
+        self._changed(c, +1)
+        return True
+
+    def _changed(self, c: Claim, added: int) -> None:
+        """Bump the versions an entry of ``c`` being added (+1) or removed (-1) changes."""
         self.version += 1
         self.role_versions[c.origin_role] = self.role_versions.get(c.origin_role, 0) + 1
-        return True
+        domain = c.origin_domain
+        self.origin_versions[domain] = self.origin_versions.get(domain, 0) + 1
+        if c.origin_role is Role.CHILD:
+            left = self.child_domains.get(domain, 0) + added
+            if left:
+                self.child_domains[domain] = left
+            else:
+                del self.child_domains[domain]
 
     def get(self, claim: Claim) -> CacheEntry | None:
         return self._entries.get(identity(claim))
@@ -180,9 +195,8 @@ class ClaimCache:
 
     def _remove(self, key: Identity) -> CacheEntry:
         entry = self._entries.pop(key)
-        self.version += 1
         c = entry.claim
-        self.role_versions[c.origin_role] = self.role_versions.get(c.origin_role, 0) + 1
+        self._changed(c, -1)
         del self._by_type[c.type][key]
         del self._by_origin[(c.type, c.origin_domain)][key]
         del self._by_role[c.origin_role][key]

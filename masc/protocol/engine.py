@@ -350,6 +350,8 @@ class ClaimEngine:
         self._events: list[EngineEvent] = []
         self._outbox: dict[str, list[Claim]] = {}
         self._children_memo: tuple[object, float, Demand | None] = ((), 0.0, None)
+        # child domain -> ((origin version, room generation), valid until, claimed)
+        self._child_memo: dict[DomainId, tuple[tuple[int, int], float, int]] = {}
         # Derived-state caches (performance only; see _cache_taken and _Stuck).
         self._room_gen = 0  # bumped by inputs that may free space the cache cannot see
         # kind -> (key, valid until, taken)
@@ -1539,31 +1541,20 @@ class ClaimEngine:
         memo_key, valid_until, memo = self._children_memo
         if memo_key == key and now < valid_until:
             return memo
-        valid_until = float("inf")
-        blocks: dict[DomainId, list[Prefix]] = {}
-        seen: set[DomainId] = set()
-        for e in self.cache.of_role(Role.CHILD):
-            c = e.claim
-            seen.add(c.origin_domain)
-            # Hints ask for nothing yet (choice 43); a denied claim gets no space (§8.3).
-            if (
-                c.type in _CHILD_HOLDS
-                and e.expires > now
-                and c.origin_domain != local
-                and not e.denied
-                and not is_hint(c)
-                and not self._released(e)
-            ):
-                blocks.setdefault(c.origin_domain, []).append(c.prefix)
-                valid_until = min(valid_until, e.expires)
-        for domain in seen:  # a WITHDRAW timing out un-releases (see _released)
-            for w in self.cache.of_origin(ClaimType.WITHDRAW, domain):
-                if w.expires > now:
-                    valid_until = min(valid_until, w.expires)
+        valid_until = math.inf
+        each: dict[DomainId, int] = {}
+        for domain in self.cache.child_domains:
+            if domain == local:
+                continue
+            claimed, until = self._child_claimed(domain)
+            valid_until = min(valid_until, until)
+            if claimed:
+                each[domain] = claimed
+        for gone in self._child_memo.keys() - self.cache.child_domains.keys():
+            del self._child_memo[gone]
         known = {nb.domain for nb in self.neighbors.values() if nb.role is Role.CHILD}
         demand: Demand | None = None
-        if blocks or known:
-            each = {d: sum(p.num_addresses for p in collapse(ps)) for d, ps in blocks.items()}
+        if each or known:
             claimed = sum(each.values())
             floor = sum(max(0, self.config.initial_size - each.get(d, 0)) for d in known)
             # The floor is growth foreseen: a child's first claim only replaces it.
@@ -1574,6 +1565,38 @@ class ClaimEngine:
                 valid_until = min(valid_until, now + self._horizon / 16)
         self._children_memo = (key, valid_until, demand)
         return demand
+
+    def _child_claimed(self, domain: DomainId) -> tuple[int, float]:
+        """Addresses one child domain claims or holds (each once), and until when that
+        holds unless its entries change: :meth:`_children_demand` for one child, kept per
+        child so that one child's UPDATE does not recount all the others."""
+        now = self._now
+        key = (self.cache.origin_versions.get(domain, 0), self._room_gen)
+        memo = self._child_memo.get(domain)
+        if memo is not None and memo[0] == key and now < memo[1]:
+            return memo[2], memo[1]
+        valid_until = math.inf
+        blocks: list[Prefix] = []
+        for t in _CHILD_HOLDS:
+            for e in self.cache.of_origin(t, domain):
+                c = e.claim
+                # Hints ask for nothing yet (choice 43); a denied claim gets no space (§8.3).
+                if (
+                    c.origin_role is Role.CHILD
+                    and e.expires > now
+                    and not e.denied
+                    and not is_hint(c)
+                    and not self._released(e)
+                ):
+                    blocks.append(c.prefix)
+                    valid_until = min(valid_until, e.expires)
+        # A WITHDRAW timing out un-releases (see _released).
+        for w in self.cache.of_origin(ClaimType.WITHDRAW, domain):
+            if w.expires > now:
+                valid_until = min(valid_until, w.expires)
+        claimed = sum(p.num_addresses for p in collapse(blocks))
+        self._child_memo[domain] = (key, valid_until, claimed)
+        return claimed, valid_until
 
     def _held(self, kind: SpaceKind, *, doubles: bool = True) -> list[Held]:
         now = self._now
