@@ -1607,9 +1607,7 @@ class ClaimEngine:
         ]
         # One occupied list for all of them: each _doubles would build it again.
         occupied = spans_of(self._occupied(kind)) if doubles and allocs else []
-        return [
-            Held(a.prefix, a.renewing, doubles and self._doubles(a, occupied)) for a in allocs
-        ]
+        return [Held(a.prefix, a.renewing, doubles and self._doubles(a, occupied)) for a in allocs]
 
     def _doubles(self, alloc: Allocation, occupied: list[Span] | None = None) -> bool:
         """§5.3, §17.1.1: the prefix can double in place (our own, and its buddy free).
