@@ -66,6 +66,9 @@ UNHEARD_GRACE: Final = 3600.0
 REFUSALS: Final = (RequestRefused, LookupError, ValueError, MaasError)
 # Queued inputs handled before the runner lets other tasks run (a checkpoint).
 _BATCH: Final = 64
+# A timer fires when trio's clock reaches it; our clock (Unix seconds) may then read a hair
+# earlier: a deadline this close counts as met.
+_CLOCK_SLACK: Final = 1e-3
 
 WallClock = Callable[[], float]
 T = TypeVar("T")
@@ -135,6 +138,9 @@ class DomainRunner:
         # Unbounded like the peer runners' inboxes: each peer's reads are bounded by its
         # read credit, so the backlog here is bounded by the number of peers.
         self._inbox, self._inbox_rx = trio.open_memory_channel[_Event](math.inf)
+        # The loop's timer while it waits for inputs (re-armed after a handling in place).
+        self._waiting: trio.CancelScope | None = None
+        self._busy = False  # an input is being handled: a new one must queue behind it
 
     def attach(self, runner: PeerRunner, *, scope_boundary: tuple[Prefix, ...] = ()) -> None:
         """Make ``runner``'s session one of the engine's neighbours."""
@@ -149,7 +155,7 @@ class DomainRunner:
             del self.runners[runner.key]
             self._scopes.pop(runner.key, None)
 
-    # --- SessionListener (called from peer runner tasks; only queue) ---------------------
+    # --- SessionListener (called from peer runner tasks) --------------------------------
 
     def session_up(self, runner: PeerRunner, up: SessionUp) -> None:
         self._inbox.send_nowait(_Up(runner, up))
@@ -158,7 +164,40 @@ class DomainRunner:
         self._inbox.send_nowait(_Down(runner))
 
     def update_received(self, runner: PeerRunner, update: Update) -> None:
-        self._inbox.send_nowait(_Received(runner, update))
+        """Handled at once in the calling task when the loop is idle (parked on an empty
+        inbox, not inside a handler), as the peer runners handle the bytes they read: the
+        order is the loop's, and trio switches tasks only at ``await``, so the engine still
+        takes one input at a time.  Otherwise queued.  Each UPDATE a parent relays reaches
+        every child, so waking each child's loop cost more than its engine's work."""
+        event = _Received(runner, update)
+        if not self._idle():
+            self._inbox.send_nowait(event)
+            return
+        self.turns += 1
+        self._busy = True
+        try:
+            self._handle(event)
+        finally:
+            self._busy = False
+        waiting = self._waiting
+        if waiting is not None:
+            wake = self._wake_at()
+            if waiting.deadline != wake:
+                waiting.deadline = wake  # one already past wakes the loop for its timers
+
+    def _idle(self) -> bool:
+        return (
+            not self._busy
+            and self._waiting is not None
+            and self._inbox_rx.statistics().tasks_waiting_receive > 0
+        )
+
+    def _wake_at(self) -> float:
+        """The trio time of the engine's (or the grant table's) next deadline."""
+        deadlines = [d for d in (self.engine.next_deadline(), self._grant_deadline()) if d]
+        if not deadlines:
+            return math.inf
+        return trio.current_time() + max(0.0, min(deadlines) - self.clock())
 
     # --- requests --------------------------------------------------------------------------
 
@@ -244,18 +283,12 @@ class DomainRunner:
             # One cancel scope per timer that fires, not one per event: its deadline
             # follows the engine's (and the grant table's) next deadline.
             with trio.CancelScope() as waiting:
+                self._waiting = waiting
                 handled = 0
                 while True:
-                    deadlines = [
-                        d for d in (self.engine.next_deadline(), self._grant_deadline()) if d
-                    ]
-                    deadline = min(deadlines) if deadlines else None
-                    if deadline is None:
-                        wake = math.inf
-                    else:
-                        wake = trio.current_time() + max(0.0, deadline - self.clock())
-                        if wake <= trio.current_time():
-                            break
+                    wake = self._wake_at()
+                    if wake <= trio.current_time():
+                        break
                     if waiting.deadline != wake:
                         waiting.deadline = wake
                     if handled >= _BATCH:
@@ -272,9 +305,19 @@ class DomainRunner:
                     else:
                         handled += 1
                     self.turns += 1
-                    self._handle(event)
+                    self._busy = True
+                    try:
+                        self._handle(event)
+                    finally:
+                        self._busy = False
+            self._waiting = None
             self.turns += 1
-            now = max(self.clock(), deadline or 0.0)
+            # The deadline met, against the rounding between trio's clock and ours; not a
+            # later one an input handled in place set after the timer fired.
+            now = self.clock()
+            deadlines = [d for d in (self.engine.next_deadline(), self._grant_deadline()) if d]
+            if deadlines and min(deadlines) - now < _CLOCK_SLACK:
+                now = max(now, min(deadlines))
             if self.grants is not None:
                 self._publish(self.grants.handle_timer(now=now))
             self._execute(self.engine.handle_timer(now=now))

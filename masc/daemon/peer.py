@@ -9,13 +9,15 @@ connection is dropped as lost.
 
 Two shortcuts keep the cost per message low (a simulation runs thousands of runners):
 when the loop is idle -- parked on an empty inbox, not inside a handler -- the bytes a
-reader got are handled at once by the reader instead of being queued for the loop (the
-UPDATEs the claim engine sends are always queued: see ``send_update``).  That is the order
-the loop would have used (nothing was queued before them), and trio switches tasks only at
+reader got are handled at once by the reader instead of being queued for the loop, and so
+are the UPDATEs the claim engine sends (by the domain runner: ``send_update``).  That is
+the order the loop would have used (nothing was queued before them), and trio switches tasks only at
 ``await``, so the session is still fed one input at a time; the loop then re-arms its
 timer from the session's next deadline.  Any other event, or one that arrives while the
 loop is busy, is queued, and from then on everything is queued until the loop has caught
-up.  And the writer sends every frame queued so far in one ``send_all``.
+up.  And the writer sends every frame queued so far in one ``send_all``; a stream that
+can take bytes without waiting (the simulator's, ``send_nowait``) is written at once
+when nothing is queued for it.
 """
 
 from __future__ import annotations
@@ -256,6 +258,25 @@ class _Connection:
             return False
         return True
 
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` in the calling task if the stream can take bytes without waiting
+        (the simulator's in-memory stream has ``send_nowait``; a TCP stream has not) and
+        nothing is queued before them; False: queue them for the writer.  A write that
+        fails drops the connection, as the writer's would."""
+        send_nowait = getattr(self.stream, "send_nowait", None)
+        if (
+            send_nowait is None
+            or self.closing
+            or self._outbox_rx.statistics().current_buffer_used
+            or not self._outbox_rx.statistics().tasks_waiting_receive
+        ):
+            return False
+        try:
+            send_nowait(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.abort()
+        return True
+
     def close(self) -> None:
         """Flush what is queued, half-close, wait for the peer's EOF; give up after the grace
         period."""
@@ -333,12 +354,23 @@ class PeerRunner:
         self.inbox.send_nowait(_Reconfigure(config))
 
     def send_update(self, generation: int, update: Update) -> None:
-        """Queue an UPDATE for the Established connection ``generation`` (dropped if that
-        connection has gone meanwhile: the engine hears SessionDown and will resync)."""
-        # Always queued, never handled in place: this runs in the domain runner's task,
-        # inside its handling of one engine input, and a failure here must not be taken
-        # for the engine refusing an operator's or a MAAS's request.
-        self.inbox.send_nowait(_SendUpdate(generation, update))
+        """Send an UPDATE on the Established connection ``generation`` (dropped if that
+        connection has gone meanwhile: the engine hears SessionDown and will resync):
+        encoded at once when the loop is idle, as bytes read are (module docstring), else
+        queued.  A parent relays each child's claim to all its other children, so this is
+        the busiest hand-off of a simulation; waking each runner's loop for it cost more
+        than the engine's work."""
+        event = _SendUpdate(generation, update)
+        if not self._idle():
+            self.inbox.send_nowait(event)
+            return
+        try:
+            self._in_place(event)
+        except (LookupError, ValueError) as error:
+            # This runs in the domain runner's task, inside its handling of one engine
+            # input: a bug here must end the daemon, not pass for the engine refusing an
+            # operator's or a MAAS's request (DomainRunner REFUSALS).
+            raise RuntimeError(f"sending an UPDATE to {self.label}: {error!r}") from error
 
     def reject(self, generation: int, error: UpdateMessageError) -> None:
         self.inbox.send_nowait(_Reject(generation, error))
@@ -569,7 +601,7 @@ class PeerRunner:
 
     def _send(self, effect: Send) -> None:
         conn = self._connections.get(effect.connection)
-        if conn is None or conn.closing:
+        if conn is None or conn.closing or conn.write_now(effect.data):
             return
         try:
             conn.outbox.send_nowait(effect.data)

@@ -119,6 +119,11 @@ class SimStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint()
+        self.send_nowait(data)
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> None:
+        """:meth:`send_all` without the checkpoint: writes never wait, so the peer runner
+        writes in place instead of waking its writer task (masc.daemon.peer)."""
         if self._send_closed:
             raise trio.ClosedResourceError("this stream was closed for sending")
         out = self._out
