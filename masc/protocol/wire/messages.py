@@ -56,7 +56,7 @@ class Open:
     version: int = VERSION
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Claim:
     """§7.3 one attribute of an UPDATE: a CLAIM (types 0-3), PREFIX_MANAGED or WITHDRAW.
 
