@@ -141,6 +141,7 @@ class DomainRunner:
         # The loop's timer while it waits for inputs (re-armed after a handling in place).
         self._waiting: trio.CancelScope | None = None
         self._busy = False  # an input is being handled: a new one must queue behind it
+        self._settled: tuple[int, bool] | None = None  # see _settle
 
     def attach(self, runner: PeerRunner, *, scope_boundary: tuple[Prefix, ...] = ()) -> None:
         """Make ``runner``'s session one of the engine's neighbours."""
@@ -354,7 +355,10 @@ class DomainRunner:
     def _handle(self, event: _Event) -> None:
         engine, now = self.engine, self.clock()
         if isinstance(event, _Received):
-            self._execute(engine.update_received(event.runner.key, event.update, now=now))
+            self._dispatch(engine.update_received(event.runner.key, event.update, now=now))
+            # Most UPDATEs (others' claims relayed by a parent) leave the local space as
+            # it was, and nothing else that _settle reads changes with one.
+            self._settle(unless_unchanged=True)
         elif isinstance(event, _Up):
             config = event.runner.session.config
             remote = event.up.remote
@@ -434,19 +438,35 @@ class DomainRunner:
         if history:
             self.store.record(history)
 
-    def _settle(self) -> None:
+    def _settle(self, *, unless_unchanged: bool = False) -> None:
         """Split the local space between the MAASs again, and give the engine their demand.
 
         A demand change makes the engine plan claims, which may change the space again:
-        a few rounds reach a fixed point (each round's engine events are carried out)."""
+        a few rounds reach a fixed point (each round's engine events are carried out).
+        ``unless_unchanged``: nothing to do if the engine's local space and whether the
+        MAASs' demand is known are as at the last settling (the grant table changes only
+        through requests and its timers, which always settle)."""
         if self.grants is None:
             return
+        mark = (self.engine.local_version, self._demand_unknown())
+        if unless_unchanged and mark == self._settled:
+            return
+        try:
+            self._settle_rounds()
+        finally:
+            self._settled = (self.engine.local_version, self._demand_unknown())
+
+    def _demand_unknown(self) -> bool:
+        return bool(self.unheard) and self.clock() < self.unheard_until
+
+    def _settle_rounds(self) -> None:
+        assert self.grants is not None
         for _ in range(4):
             now = self.clock()
             pieces = self.engine.local_pieces(now=now)
             space = [Space(p.prefix, float(p.expires), p.active) for p in pieces]
             self._publish(self.grants.sync(space, now=now))
-            unknown = bool(self.unheard) and now < self.unheard_until
+            unknown = self._demand_unknown()
             demand = self.grants.demand() if self.grants.maas() and not unknown else None
             if demand == self.engine.demand:
                 return

@@ -338,6 +338,10 @@ class ClaimEngine:
         self.non_leaf = False
         self.grib: frozenset[Prefix] = frozenset()
         self._withdrawn: frozenset[Prefix] = frozenset()
+        # Bumped whenever local_pieces may answer differently (the shell re-splits the
+        # local space between the MAASs only then).
+        self.local_version = 0
+        self._local_signature: object = None
         self._clash_ids = itertools.count(1)
         self._blocked_until: dict[SpaceKind, float] = {DOMAIN: 0.0, LOCAL: 0.0}
         # §8.3: a child denied once for lifetime / size gets the NOTIFICATION next time.
@@ -712,6 +716,14 @@ class ClaimEngine:
         for prefix in sorted(self._withdrawn - withdrawn, key=str):
             self._events.append(RangeWithdrawn(prefix, restored=True))
         self._withdrawn = withdrawn
+        local = (
+            self.non_leaf,
+            withdrawn,
+            tuple((k, a.expires, a.renewing) for k, a in self.allocations.items()),
+        )
+        if local != self._local_signature:
+            self._local_signature = local
+            self.local_version += 1
         grib = frozenset(self._grib_set(now))
         for prefix in sorted(self.grib - grib, key=str):
             self._events.append(GribRemove(prefix))
