@@ -451,15 +451,16 @@ class DomainRunner:
         mark = (self.engine.local_version, self._demand_unknown())
         if unless_unchanged and mark == self._settled:
             return
-        try:
-            self._settle_rounds()
-        finally:
+        self._settled = None
+        if self._settle_rounds():
             self._settled = (self.engine.local_version, self._demand_unknown())
 
     def _demand_unknown(self) -> bool:
         return bool(self.unheard) and self.clock() < self.unheard_until
 
-    def _settle_rounds(self) -> None:
+    def _settle_rounds(self) -> bool:
+        """The rounds of :meth:`_settle`; False if they did not reach the fixed point (the
+        next input then settles again, whatever it is)."""
         assert self.grants is not None
         for _ in range(4):
             now = self.clock()
@@ -469,8 +470,9 @@ class DomainRunner:
             unknown = self._demand_unknown()
             demand = self.grants.demand() if self.grants.maas() and not unknown else None
             if demand == self.engine.demand:
-                return
+                return True
             self._dispatch(self.engine.set_demand(demand, now=now))
+        return False
 
     def _publish(self, events: Sequence[GrantEvent]) -> None:
         """Grants are on disk before any MAAS hears of them (RFC 2909 §13, issue rule)."""

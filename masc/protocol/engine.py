@@ -1632,15 +1632,22 @@ class ClaimEngine:
         return can_double(alloc.prefix, space, around)
 
     def _occupied_around(
-        self, kind: SpaceKind, prefix: Prefix, occupied: list[Span] | None = None
+        self,
+        kind: SpaceKind,
+        prefix: Prefix,
+        occupied: list[Span] | None = None,
+        *,
+        within: Prefix | None = None,
     ) -> list[Prefix]:
         """What stops ``prefix`` doubling: what of :meth:`_occupied` (or ``occupied``)
         overlaps the doubled prefix, less ``prefix`` itself and our own prefixes inside the
         doubled prefix, which it aggregates (§17.1.4: "both prefixes can be automatically
-        aggregated").  Nothing outside the doubled prefix can stop it."""
+        aggregated").  Nothing outside the doubled prefix can stop it.  ``within``: look
+        there instead (a restored or retried expansion's prefix need not be the doubled
+        one of the prefix it extends)."""
         larger = prefix.supernet()
         taken = spans_of(self._occupied(kind)) if occupied is None else occupied
-        width, start, stop = span_of(larger)
+        width, start, stop = span_of(larger if within is None else within)
         near = [p for w, a, b, p in taken if a < stop and b > start and w == width and p != prefix]
         if not near:
             return near
@@ -1900,7 +1907,7 @@ class ClaimEngine:
             space = self._claim_space(kind, parent)
             if scheduled.prefix is not None:
                 if scheduled.purpose == "expand" and scheduled.extends is not None:
-                    taken = self._occupied_around(kind, scheduled.extends)
+                    taken = self._occupied_around(kind, scheduled.extends, within=scheduled.prefix)
                 else:
                     taken = self._occupied(kind, ignore=scheduled.extends)
                 ok = any(covers(s, scheduled.prefix) for s in space) and not any(

@@ -26,7 +26,7 @@ from masc.protocol.events import (
 )
 from masc.protocol.wire.messages import DomainId, Prefix
 from tests.protocol.engine_helpers import DAY, T0, WAIT, Net, net4, of_type, rejects
-from tests.protocol.test_engine import CTE, PIU, allocated, kid, sub, world
+from tests.protocol.test_engine import CTE, PIU, allocated, kid, sib, sub, world
 
 DOMAIN = SpaceKind.DOMAIN
 
@@ -449,3 +449,17 @@ def test_s11_4_3_a_local_claim_lies_inside_one_domain_prefix_never_across_two() 
         net.clear()
     assert local_claims > 0
     assert any(a.kind is SpaceKind.LOCAL for a in net["x"].allocations.values())
+
+
+def test_s5_3_an_expansion_not_of_the_doubled_prefix_checks_all_of_its_range() -> None:
+    """What stops ``ours`` doubling lies inside the doubled prefix; a restored or retried
+    CLAIM_TO_EXPAND may claim a larger prefix than that (§13 restore keeps its prefix), and
+    everything occupied anywhere in it must still stop the claim (review finding)."""
+    net = world()
+    ours = allocated(net)
+    doubled, larger = ours.supernet(), ours.supernet().supernet()
+    theirs = next(p for p in larger.subnets(prefixlen_diff=1) if p != doubled)
+    assert rejects(net.inject("s", "x", sib(PIU, theirs, ts=net.now))) == []
+    engine = net["x"]
+    assert theirs not in engine._occupied_around(DOMAIN, ours)
+    assert theirs in engine._occupied_around(DOMAIN, ours, within=larger)
