@@ -11,9 +11,9 @@ Two shortcuts keep the cost per message low (a simulation runs thousands of runn
 when the loop is idle -- parked on an empty inbox, not inside a handler -- the bytes a
 reader got are handled at once by the reader instead of being queued for the loop, and so
 are the UPDATEs the claim engine sends (by the domain runner: ``send_update``).  That is
-the order the loop would have used (nothing was queued before them), and trio switches tasks only at
-``await``, so the session is still fed one input at a time; the loop then re-arms its
-timer from the session's next deadline.  Any other event, or one that arrives while the
+the order the loop would have used (nothing was queued before them), and trio switches
+tasks only at ``await``, so the session is still fed one input at a time; the loop then
+re-arms its timer from the session's next deadline.  Any other event, or one that arrives while the
 loop is busy, is queued, and from then on everything is queued until the loop has caught
 up.  And the writer sends every frame queued so far in one ``send_all``; a stream that
 can take bytes without waiting (the simulator's, ``send_nowait``) is written at once

@@ -143,8 +143,8 @@ def _free_run_of(runs: Sequence[FreeRun], width: int, start: int, stop: int) -> 
 
 def expandability(block: Prefix, space: Sequence[Prefix], occupied: Iterable[Prefix]) -> int:
     """How many times ``block`` can double in place (§5.3, §17.1.1): each supernet inside
-    one prefix of ``space`` and its buddy free.  Whatever ``occupied`` holds inside ``block`` is the
-    block's own business and does not count."""
+    one prefix of ``space`` and its buddy free.  Whatever ``occupied`` holds inside
+    ``block`` is the block's own business and does not count."""
     others = [o for o in occupied if not covers(block, o)]
     width, start = block.max_prefixlen, int(block.network_address)
     k = _host_bits(block)
