@@ -174,12 +174,7 @@ class DomainRunner:
         if not self._idle():
             self._inbox.send_nowait(event)
             return
-        self.turns += 1
-        self._busy = True
-        try:
-            self._handle(event)
-        finally:
-            self._busy = False
+        self._handle(event)
         waiting = self._waiting
         if waiting is not None:
             wake = self._wake_at()
@@ -193,12 +188,17 @@ class DomainRunner:
             and self._inbox_rx.statistics().tasks_waiting_receive > 0
         )
 
-    def _wake_at(self) -> float:
-        """The trio time of the engine's (or the grant table's) next deadline."""
+    def _next_deadline(self) -> float | None:
+        """The engine's or the grant table's next deadline, whichever is first (our clock)."""
         deadlines = [d for d in (self.engine.next_deadline(), self._grant_deadline()) if d]
-        if not deadlines:
+        return min(deadlines) if deadlines else None
+
+    def _wake_at(self) -> float:
+        """The trio time of :meth:`_next_deadline`."""
+        deadline = self._next_deadline()
+        if deadline is None:
             return math.inf
-        return trio.current_time() + max(0.0, min(deadlines) - self.clock())
+        return trio.current_time() + max(0.0, deadline - self.clock())
 
     # --- requests --------------------------------------------------------------------------
 
@@ -305,20 +305,15 @@ class DomainRunner:
                         handled = 0
                     else:
                         handled += 1
-                    self.turns += 1
-                    self._busy = True
-                    try:
-                        self._handle(event)
-                    finally:
-                        self._busy = False
+                    self._handle(event)
             self._waiting = None
             self.turns += 1
             # The deadline met, against the rounding between trio's clock and ours; not a
             # later one an input handled in place set after the timer fired.
             now = self.clock()
-            deadlines = [d for d in (self.engine.next_deadline(), self._grant_deadline()) if d]
-            if deadlines and min(deadlines) - now < _CLOCK_SLACK:
-                now = max(now, min(deadlines))
+            deadline = self._next_deadline()
+            if deadline is not None and deadline - now < _CLOCK_SLACK:
+                now = max(now, deadline)
             if self.grants is not None:
                 self._publish(self.grants.handle_timer(now=now))
             self._execute(self.engine.handle_timer(now=now))
@@ -353,6 +348,15 @@ class DomainRunner:
         self._execute(events)
 
     def _handle(self, event: _Event) -> None:
+        """One input, from the loop or in place: counted, and marked busy meanwhile."""
+        self.turns += 1
+        self._busy = True
+        try:
+            self._handle_event(event)
+        finally:
+            self._busy = False
+
+    def _handle_event(self, event: _Event) -> None:
         engine, now = self.engine, self.clock()
         if isinstance(event, _Received):
             self._dispatch(engine.update_received(event.runner.key, event.update, now=now))

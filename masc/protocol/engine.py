@@ -65,6 +65,7 @@ from masc.protocol.claims import (
     COMPARABLE,
     CacheEntry,
     ClaimCache,
+    identity,
     is_hint,
     wins,
 )
@@ -2336,18 +2337,7 @@ _SHARED: weakref.WeakValueDictionary[tuple[object, ...], Claim] = weakref.WeakVa
 
 def _shared(claim: Claim) -> Claim:
     """The one Claim object equal to ``claim`` (``claim`` itself if it is the first)."""
-    key = (
-        claim.type,
-        claim.origin_role,
-        claim.timestamp,
-        claim.lifetime,
-        claim.holdtime,
-        claim.origin_domain,
-        claim.origin_node,
-        claim.prefix,
-        claim.deprecated,
-        claim.parameters,
-    )
+    key = (identity(claim), claim.parameters)  # every field of the Claim
     found = _SHARED.get(key)
     if found is None:
         _SHARED[key] = found = claim
