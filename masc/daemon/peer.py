@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -304,8 +305,10 @@ class PeerRunner:
         key: str = "",
         listener: SessionListener | None = None,
         connect: Callable[[], Awaitable[Stream]] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        self.session = PeerSession(config)
+        # The ConnectRetry jitter: from the OS's entropy unless a simulation seeds it.
+        self.session = PeerSession(config, rng=rng or random.Random())
         self.key = key or label  # how the claim engine names this session
         self.listener = listener
         # How to open a connection to the peer: TCP from our listen address, or (in the

@@ -35,6 +35,10 @@ class SessionConfig:
     session_parent: DomainId | None = None
     hold_time: int = HOLDTIME
     connect_retry: float = 30.0
+    # Each ConnectRetry period is drawn from [(1 - jitter) * connect_retry, connect_retry],
+    # so two ends that lost their connections at the same instant do not keep dialling
+    # each other at the same instant (docs/conformance.md; RFC 4271 §10 does the same).
+    connect_retry_jitter: float = 0.25
     passive: bool = False
     restart_backoff_initial: float = 60.0
     restart_backoff_max: float = 86_400.0
@@ -49,6 +53,8 @@ class SessionConfig:
         for name in ("connect_retry", "restart_backoff_initial", "open_hold_time"):
             if not getattr(self, name) > 0:
                 raise CoreMisuse(f"{name} must be positive")
+        if not 0 <= self.connect_retry_jitter < 1:
+            raise CoreMisuse("connect_retry_jitter must be in [0, 1)")
         if self.restart_backoff_max < self.restart_backoff_initial:
             raise CoreMisuse("restart_backoff_max is below restart_backoff_initial")
 

@@ -59,6 +59,7 @@ from masc.protocol.errors import (
     requires_close,
 )
 from masc.protocol.open_checks import SessionConfig, check_open
+from masc.protocol.space import Randomness
 from masc.protocol.wire.codec import decode, encode
 from masc.protocol.wire.framing import Framer
 from masc.protocol.wire.messages import Keepalive, Message, Notification, Open, Update
@@ -251,7 +252,8 @@ _ConnectionHandler = Callable[["PeerSession", _Connection, float, _Arg], None]
 class PeerSession:
     """One MASC peering session (§10).  See the module docstring."""
 
-    def __init__(self, config: SessionConfig) -> None:
+    def __init__(self, config: SessionConfig, *, rng: Randomness | None = None) -> None:
+        """``rng`` draws the ConnectRetry jitter; without one every period is exact."""
         self.config = config
         self.stats = SessionStats()
         self._base = State.IDLE
@@ -259,6 +261,7 @@ class PeerSession:
         self._connect_retry_at: float | None = None
         self._restart_at: float | None = None
         self._restart_failures = 0
+        self._rng = rng
         self._admin_down = True  # nothing happens until the first Start
         self._effects: list[Effect] = []
         self._before = State.IDLE
@@ -591,7 +594,14 @@ class PeerSession:
 
     def _arm_connect_retry(self, now: float) -> None:
         """ConnectRetry exists to dial again; a passive session never dials, so never has it."""
-        self._connect_retry_at = None if self.config.passive else now + self.config.connect_retry
+        self._connect_retry_at = None if self.config.passive else now + self._connect_retry()
+
+    def _connect_retry(self) -> float:
+        """One ConnectRetry period, jittered (see SessionConfig.connect_retry_jitter)."""
+        c = self.config
+        if self._rng is None or not c.connect_retry_jitter:
+            return c.connect_retry
+        return c.connect_retry * (1 - c.connect_retry_jitter * self._rng.random())
 
     def _begin_connecting(self, now: float) -> None:
         """Start: ConnectRetry running, dial unless passive, listen either way (§10 Idle)."""
@@ -649,7 +659,7 @@ class PeerSession:
         """Connect/Active + ConnectRetry expired: restart it, dial, (go to) Connect."""
         if self.config.passive:
             raise CoreMisuse("ConnectRetry fired on a passive session, which never arms it")
-        self._connect_retry_at = now + self.config.connect_retry
+        self._connect_retry_at = now + self._connect_retry()
         self._base = State.CONNECT
         self._reason = "ConnectRetry expired"
         self._effects.append(Dial())

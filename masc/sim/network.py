@@ -478,6 +478,7 @@ class SimNetwork:
                 label=f"{name}->{peer} {role.name.lower()}",
                 key=peer if parent is None else f"{peer}/parent={parent}",
                 connect=self._connector(name, index),
+                rng=random.Random(f"{self.seed}/{name}/{incarnation}/{index}"),
             )
             domain.attach(runner)
             runners[index] = runner

@@ -6,6 +6,7 @@ next_deadline(), exactly what the trio shell does with a real or mock clock.
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from ipaddress import IPv4Network
 
@@ -218,6 +219,48 @@ def test_s10_connect_retry_redials_while_connect_fails() -> None:
     assert s.state is State.ACTIVE
     effects = s.handle_timer(now=31)
     assert s.state is State.CONNECT and sum(isinstance(e, Dial) for e in effects) == 1
+
+
+def test_s10_connect_retry_is_jittered_up_to_a_quarter_below_its_value() -> None:
+    """Two ends that lose a session together must not keep dialling in lock step: each
+    period is drawn from [0.75, 1] x ConnectRetry (docs/conformance.md)."""
+    periods = []
+    s = PeerSession(config(), rng=random.Random(7))
+    s.start(now=0)
+    now = 0.0
+    for _ in range(50):
+        deadline = s.next_deadline()
+        assert deadline is not None
+        periods.append(deadline - now)
+        now = deadline
+        s.handle_timer(now=now)  # ConnectRetry expired: dial again, restart it
+        s.connect_failed(now=now)  # and that dial fails at once: restart it again
+        assert s.state is State.ACTIVE
+        now_deadline = s.next_deadline()
+        assert now_deadline is not None
+        periods.append(now_deadline - now)
+    assert all(22.5 <= p <= 30 for p in periods)
+    assert max(periods) - min(periods) > 5  # drawn, not one fixed shortened value
+    other = PeerSession(config(), rng=random.Random(8))
+    other.start(now=0)
+    s = PeerSession(config(), rng=random.Random(7))
+    s.start(now=0)
+    assert other.next_deadline() != s.next_deadline()
+
+
+def test_s10_connect_retry_is_exact_without_an_rng_or_with_jitter_zero() -> None:
+    s = PeerSession(config())
+    s.start(now=0)
+    assert s.next_deadline() == 30
+    s = PeerSession(config(connect_retry_jitter=0.0), rng=random.Random(7))
+    s.start(now=0)
+    assert s.next_deadline() == 30
+
+
+@pytest.mark.parametrize("jitter", [-0.1, 1.0, 1.5])
+def test_connect_retry_jitter_outside_0_1_is_refused(jitter: float) -> None:
+    with pytest.raises(CoreMisuse, match="connect_retry_jitter"):
+        config(connect_retry_jitter=jitter)
 
 
 def test_s10_internal_vs_external_detection() -> None:
