@@ -99,6 +99,18 @@ class PeerDetailResult(BaseModel):
     peers: list[PeerDetail]
 
 
+class GribExporterInfo(BaseModel):
+    """One ``[grib]`` exporter (docs/grib.md)."""
+
+    name: str
+    in_sync: bool
+    installed: int
+    syncs: int
+    failures: int
+    last_sync: float | None = Field(default=None, description="Unix seconds")
+    last_error: str = ""
+
+
 class SummaryResult(BaseModel):
     version: str
     domain_id: int
@@ -125,6 +137,8 @@ class SummaryResult(BaseModel):
     config_path: str | None = None
     reloads: int = 0
     last_reload: float | None = Field(default=None, description="Unix seconds of the last reload")
+    grib_prefixes: int = 0
+    grib_exporters: list[GribExporterInfo] = []
 
 
 class GrantHolding(BaseModel):

@@ -62,8 +62,13 @@ def render_summary(result: dict[str, Any], ns: argparse.Namespace) -> None:
             ),
             ("clashes", f"{s.clashes_pending} pending (resolution {s.clash_resolution})"),
             ("config", f"{s.config_path or '-'}  ({s.reloads} reload(s), last {last})"),
+            ("G-RIB", f"{s.grib_prefixes} prefix(es)"),
         ]
     )
+    for e in s.grib_exporters:
+        synced = "never" if e.last_sync is None else _when(e.last_sync) + " UTC"
+        state = "in sync" if e.in_sync else f"NOT in sync: {e.last_error or 'not yet synced'}"
+        print(f"  exporter {e.name}: {state}; {e.installed} installed, last sync {synced}")
 
 
 _PEER_HEADER: Final = (

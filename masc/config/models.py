@@ -71,6 +71,9 @@ __all__ = [
     "Address",
     "AllocationConfig",
     "ControlConfig",
+    "GribConfig",
+    "GribFrrConfig",
+    "GribKernelConfig",
     "KeyPath",
     "KeyedProblems",
     "LocalConfig",
@@ -600,6 +603,63 @@ class StorageConfig(_Model):
     history_limit: Annotated[int, Field(strict=True, ge=0)] = 10_000
 
 
+# Linux reserves routing tables 0 (unspec) and 253-255 (default, main, local), and route
+# protocol numbers 0-4 (unspec, redirect, kernel, boot, static); rtnetlink's field is 8 bits.
+_RESERVED_TABLES: Final = frozenset({0, 253, 254, 255})
+# A FRR route-map name: what `route-map WORD` accepts without quoting.
+_ROUTE_MAP_NAME: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class GribKernelConfig(_Model):
+    """``[grib.kernel]``: the domain's G-RIB prefixes as routes in a routing table of its own
+    (docs/grib.md).  Only routes with ``protocol`` in ``table`` are masc's: nothing else in
+    the table, and nothing in any other table, is ever touched."""
+
+    enabled: Annotated[bool, Field(strict=True)] = False
+    table: Annotated[int, Field(strict=True, ge=1, le=0xFFFF_FFFF)] = 2587
+    protocol: Annotated[int, Field(strict=True, ge=5, le=255)] = 245
+
+    @field_validator("table")
+    @classmethod
+    def _not_a_kernel_table(cls, value: int) -> int:
+        if value in _RESERVED_TABLES:
+            raise ValueError(
+                f"table {value} is one of the kernel's own (253 default, 254 main, 255 local):"
+                " masc needs a table of its own"
+            )
+        return value
+
+
+class GribFrrConfig(_Model):
+    """``[grib.frr]``: the prefixes as ``network`` statements under ``address-family ipv4
+    multicast`` / ``ipv6 multicast`` of the local FRR bgpd, via vtysh (docs/grib.md).  The
+    statements masc owns carry ``route-map <route_map>``; others are never touched."""
+
+    enabled: Annotated[bool, Field(strict=True)] = False
+    vtysh: FilePath = Path("/usr/bin/vtysh")
+    # vtysh --vty_socket (the directory holding bgpd.vty); omitted = FRR's default.
+    vty_socket: FilePath | None = None
+    # vtysh -N (FRR's pathspace, one per bgpd instance); omitted = none.
+    pathspace: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    # The bgpd's AS number; omitted = the one `router bgp` in its running configuration.
+    asn: Annotated[int, Field(strict=True, ge=1, le=0xFFFF_FFFF)] | None = None
+    route_map: Annotated[str, Field(pattern=_ROUTE_MAP_NAME)] = "MASC-GRIB"
+    # After every change, read `show bgp ipv4|ipv6 multicast json` back and check that
+    # exactly our prefixes are there as locally sourced routes.
+    verify: Annotated[bool, Field(strict=True)] = True
+    timeout: PositiveDuration = 10.0
+
+
+class GribConfig(_Model):
+    """``[grib]``: where the domain's allocated prefixes are injected (RFC 2909 §3, §5.1).
+    Several exporters may be enabled; with none, the G-RIB is only logged and shown."""
+
+    kernel: GribKernelConfig = Field(default_factory=GribKernelConfig)
+    frr: GribFrrConfig = Field(default_factory=GribFrrConfig)
+    # Besides every change, each exporter re-reads and repairs its target this often.
+    resync_interval: PositiveDuration = 60.0
+
+
 # (str, Enum) rather than StrEnum because other modules were written against this spelling;
 # messages always use .value, so the str() difference does not show.
 class Relation(str, enum.Enum):  # noqa: UP042
@@ -814,6 +874,7 @@ class MascConfig(_Model):
     maas: MaasConfig = Field(default_factory=MaasConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    grib: GribConfig = Field(default_factory=GribConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     peers: tuple[PeerConfig, ...] = ()
 

@@ -38,6 +38,7 @@ from masc.api.control import (
     ClashInfo,
     ErrorInfo,
     GrantHolding,
+    GribExporterInfo,
     HistoryItem,
     MaasForgetArgs,
     MaasInfo,
@@ -228,6 +229,19 @@ class ControlServer:
             config_path=None if d.config_path is None else str(d.config_path),
             reloads=d.reloads,
             last_reload=d.last_reload,
+            grib_prefixes=len(d.grib.prefixes),
+            grib_exporters=[
+                GribExporterInfo(
+                    name=t.name,
+                    in_sync=t.in_sync,
+                    installed=t.installed,
+                    syncs=t.syncs,
+                    failures=t.failures,
+                    last_sync=t.last_sync,
+                    last_error=t.last_error,
+                )
+                for t in d.grib.statuses
+            ],
         ).model_dump()
 
     async def _show_peers(self, args: dict[str, Any]) -> dict[str, Any]:

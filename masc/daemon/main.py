@@ -29,7 +29,9 @@ from masc.config import ConfigError, MascConfig, PeerConfig, Relation, config_wa
 from masc.daemon.control import ControlServer
 from masc.daemon.domain import DomainRunner
 from masc.daemon.errors import ReloadRefused, UnknownPeer
-from masc.daemon.grib import RecordingExporter
+from masc.daemon.grib import GribTable, GribTarget
+from masc.daemon.grib.frr import FrrTarget
+from masc.daemon.grib.kernel import KernelTarget
 from masc.daemon.maas import MaasServer
 from masc.daemon.maas_backend import DomainMaasBackend
 from masc.daemon.metrics import metrics_registry, serve_metrics
@@ -64,6 +66,16 @@ def session_key(peer: PeerConfig, parent: int | None) -> str:
     return str(peer.address) if parent is None else f"{peer.address}/parent={parent}"
 
 
+def grib_targets(cfg: MascConfig) -> list[GribTarget]:
+    """The exporters ``[grib]`` enables (RFC 2909 §3, §5.1)."""
+    targets: list[GribTarget] = []
+    if cfg.grib.kernel.enabled:
+        targets.append(KernelTarget(cfg.grib.kernel))
+    if cfg.grib.frr.enabled:
+        targets.append(FrrTarget(cfg.grib.frr))
+    return targets
+
+
 class Daemon:
     """Everything one running masc process owns."""
 
@@ -93,7 +105,7 @@ class Daemon:
         self._accepting = trio.CancelScope()  # cancelled first at shutdown
         self.served = trio.Event()
         self._identifying = 0
-        self.grib = RecordingExporter()
+        self.grib = GribTable(grib_targets(cfg), resync_interval=cfg.grib.resync_interval)
         self.engine = ClaimEngine(engine_config(cfg), rng=random.Random())
         self.grants = GrantTable(
             grant_config(cfg),
@@ -173,6 +185,8 @@ class Daemon:
                 host, port = cfg.metrics.listen
                 await nursery.start(serve_metrics, metrics_registry(self), str(host), port)
             await nursery.start(self.domain.run)
+            # After the engine restored its prefixes: the exporters' first sync keeps them.
+            await nursery.start(self.grib.run)
             maas = MaasServer(
                 self.maas_backend, cfg.maas.socket, mode=cfg.maas.mode, group=cfg.maas.group
             )

@@ -85,6 +85,7 @@ class MascCollector:
             self._prefixes,
             self._addresses,
             self._reloads,
+            self._grib,
         )
         for build in builders:
             try:
@@ -195,6 +196,28 @@ class MascCollector:
             value=len(engine.child_prefixes(now=now)),
         )
         return [family, clashes, child_prefixes]
+
+    def _grib(self, now: float) -> list[Family]:
+        grib = self.daemon.grib
+        size = GaugeMetricFamily(
+            "masc_grib_prefixes",
+            "Prefixes in the domain's G-RIB set (RFC 2909 §3, §5.1 d); docs/grib.md).",
+            value=len(grib.prefixes),
+        )
+        in_sync = GaugeMetricFamily(
+            "masc_grib_exporter_in_sync",
+            "1 when the exporter's last sync left its target equal to the G-RIB set.",
+            labels=["exporter"],
+        )
+        failures = CounterMetricFamily(
+            "masc_grib_exporter_failures",
+            "Syncs of the exporter that failed (read, change or verification).",
+            labels=["exporter"],
+        )
+        for status in grib.statuses:
+            in_sync.add_metric([status.name], float(status.in_sync))
+            failures.add_metric([status.name], status.failures)
+        return [size, in_sync, failures]
 
     def _counts(self, now: float) -> list[Family]:
         counts = self.daemon.domain.counts  # engine events since start, by kind

@@ -49,6 +49,7 @@ _RESTART_ONLY: Final = (
     "maas.group",
     "storage.path",
     "metrics.",
+    "grib.",
 )
 # Session settings the FSM reads afresh at its next timer or dial: no reset needed.
 _LIVE_SESSION_FIELDS: Final = frozenset(

@@ -27,6 +27,7 @@ from masc.api.control import (
     ClashesResult,
     ClashInfo,
     GrantHolding,
+    GribExporterInfo,
     HistoryItem,
     MaasInfo,
     MaasResult,
@@ -193,7 +194,14 @@ SUMMARY = SummaryResult(
     config_path="/etc/masc/masc.toml",
     reloads=2,
     last_reload=T0,
-)
+    grib_prefixes=1,
+    grib_exporters=[
+        GribExporterInfo(name="kernel", in_sync=True, installed=1, syncs=3, failures=0,
+                         last_sync=T0),
+        GribExporterInfo(name="frr", in_sync=False, installed=0, syncs=1, failures=2,
+                         last_error="cannot run /usr/bin/vtysh: not found"),
+    ],
+)  # fmt: skip
 GRANT = GrantHolding(maas="alpha", prefix="239.192.0.0/20", expires=T0 + 86400, active=True)
 PREFIXES = PrefixesResult(
     non_leaf=True,
@@ -350,7 +358,9 @@ CASES = {
         {},
         SUMMARY,
         ["domain 65001", "non-leaf", "1/2 Established", "1h02m", "65536 addresses",
-         "1 pending (resolution manual)", "/etc/masc/masc.toml", "2 reload(s)"],
+         "1 pending (resolution manual)", "/etc/masc/masc.toml", "2 reload(s)",
+         "G-RIB", "1 prefix(es)", "exporter kernel: in sync; 1 installed",
+         "exporter frr: NOT in sync: cannot run /usr/bin/vtysh: not found"],
     ),
     "show peers": Case(
         ["show", "peers"],

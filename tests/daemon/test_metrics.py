@@ -8,6 +8,7 @@ settable Unix clock; the HTTP tests use a real loopback socket on an ephemeral p
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from ipaddress import ip_network
 from typing import Any
 
@@ -19,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import masc
 from masc.config import parse_config_text
+from masc.daemon.grib import GribTable
 from masc.daemon.main import Daemon
 from masc.daemon.metrics import metrics_registry, serve_metrics
 from masc.maas.grants import Space
@@ -27,7 +29,7 @@ from masc.protocol.constants import ClaimType, Role
 from masc.protocol.engine import Clash
 from masc.protocol.events import SpaceKind
 from masc.protocol.session import State
-from masc.protocol.wire.messages import Claim, DomainId, NodeId
+from masc.protocol.wire.messages import Claim, DomainId, NodeId, Prefix
 
 EPOCH = 1_700_000_000.0
 CONFIG = """
@@ -368,3 +370,35 @@ async def test_http_a_silent_client_is_dropped_after_the_connection_timeout(
             assert await stream.receive_some(1024) == b""  # closed by the server
             assert trio.current_time() - start >= 10.0
         nursery.cancel_scope.cancel()
+
+
+async def test_grib_size_and_each_exporter_s_state_are_exposed() -> None:
+    daemon, _ = make_daemon()
+    assert value(scrape(daemon), "masc_grib_prefixes") == 0
+    # Two exporters' states, as their sync tasks leave them (docs/grib.md).
+    daemon.grib = GribTable([_Named("kernel"), _Named("frr")])
+    daemon.grib.inject(ip_network("239.192.0.0/24"))
+    daemon.grib.syncs[0].status.in_sync = True
+    daemon.grib.syncs[1].status.failures = 3
+    samples = scrape(daemon)
+    assert value(samples, "masc_grib_prefixes") == 1
+    assert value(samples, "masc_grib_exporter_in_sync", exporter="kernel") == 1
+    assert value(samples, "masc_grib_exporter_in_sync", exporter="frr") == 0
+    assert value(samples, "masc_grib_exporter_failures_total", exporter="frr") == 3
+
+
+class _Named:
+    """A target that is never synced here: only its name matters."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.foreign: set[Prefix] = set()
+
+    async def installed(self) -> set[Prefix]:
+        raise AssertionError("not synced in this test")
+
+    async def apply(self, add: Sequence[Prefix], delete: Sequence[Prefix]) -> None:
+        raise AssertionError("not synced in this test")
+
+    async def verify(self, desired: frozenset[Prefix]) -> list[str]:
+        raise AssertionError("not synced in this test")

@@ -134,6 +134,7 @@ def test_identity_listeners_and_sockets_need_a_restart_and_plan_no_session() -> 
     new = BASE.replace('node_id = "127.0.9.1"', 'node_id = "127.0.9.9"') + (
         '[control]\nsocket = "/tmp/elsewhere.sock"\nmode = "0660"\n'
         '[metrics]\nlisten = "127.0.0.1:9587"\n'
+        "[grib.kernel]\nenabled = true\n"
     )
     p = plan(new)
     assert p.restart_required == (
@@ -141,6 +142,7 @@ def test_identity_listeners_and_sockets_need_a_restart_and_plan_no_session() -> 
         "control.socket",
         "control.mode",
         "metrics.listen",
+        "grib.kernel",
     )
     assert p.peers == ()
     modes = {c.key: (c.old, c.new) for c in p.settings}

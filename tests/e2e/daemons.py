@@ -90,10 +90,18 @@ class Daemon:
     """One ``masc run`` process and the JSON records it has logged."""
 
     def __init__(
-        self, node: int, config_text: str, workdir: Path, *, max_files: int | None = None
+        self,
+        node: int,
+        config_text: str,
+        workdir: Path,
+        *,
+        max_files: int | None = None,
+        netns: str | None = None,
     ) -> None:
+        """``netns``: run inside that network namespace (``ip netns exec``)."""
         self.node = node
         self.max_files = max_files
+        self.netns = netns
         self.config = workdir / f"{node}.toml"
         self.config.write_text(config_text)
         self.control = str(workdir / f"{node}.control.sock")
@@ -103,8 +111,9 @@ class Daemon:
         self.start()
 
     def start(self) -> None:
+        inside = [] if self.netns is None else ["ip", "netns", "exec", self.netns]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "masc", "run", "--config", str(self.config),
+            [*inside, sys.executable, "-m", "masc", "run", "--config", str(self.config),
              "--log-format", "json", "--log-level", "debug"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -1,0 +1,132 @@
+"""The FRR exporter against a real bgpd (FRR, no zebra) in a namespace of the test's own:
+``network`` statements under the multicast address families, tagged with masc's route-map,
+read back from the running configuration and from ``show bgp ... multicast json``; a second
+bgpd peering over the ipv4/ipv6 multicast families receives what the first originates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import ip_network
+from pathlib import Path
+
+import pytest
+import trio
+
+from masc.config import GribFrrConfig
+from masc.daemon.grib import GribError, GribTable
+from masc.daemon.grib.frr import FrrTarget
+from tests.netns_kit import Bgpd, ip, namespace, veth
+
+V4, V6 = ip_network("239.192.4.0/22"), ip_network("ff3e:40::/32")
+OPERATORS = ip_network("233.252.0.0/24")  # the operator's own statement
+
+ROUTER = """\
+router bgp {asn}
+ bgp router-id {rid}
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor {peer} remote-as {peer_asn}
+ neighbor fd00::{peer_n} remote-as {peer_asn}
+ address-family ipv4 multicast
+  {operator}
+  neighbor {peer} activate
+ exit-address-family
+ address-family ipv6 multicast
+  neighbor fd00::{peer_n} activate
+ exit-address-family
+"""
+
+
+def _config(n: int, *, operator: bool = False, deny: bool = False) -> str:
+    peer_n = 2 if n == 1 else 1
+    # An operator's route-map of masc's name that denies: bgpd then originates nothing.
+    extra = "route-map MASC-GRIB deny 5\n" if deny else ""
+    return extra + ROUTER.format(
+        asn=65000 + n,
+        rid=f"10.99.0.{n}",
+        peer=f"10.99.0.{peer_n}",
+        peer_n=peer_n,
+        peer_asn=65000 + peer_n,
+        operator=f"network {OPERATORS}" if operator else "",
+    )
+
+
+@pytest.fixture
+def pair(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Bgpd, Bgpd]]:
+    options = getattr(request, "param", {})
+    with namespace("frr1") as one, namespace("frr2") as two:
+        a, b = veth(one, "10.99.0.1/24", two, "10.99.0.2/24")
+        ip("-n", one, "addr", "add", "fd00::1/64", "dev", a, "nodad")
+        ip("-n", two, "addr", "add", "fd00::2/64", "dev", b, "nodad")
+        first = Bgpd(one, tmp_path / "one", _config(1, **options))
+        second = Bgpd(two, tmp_path / "two", _config(2))
+        try:
+            yield first, second
+        finally:
+            first.stop()
+            second.stop()
+
+
+def _target(bgpd: Bgpd, **overrides: object) -> FrrTarget:
+    return FrrTarget(GribFrrConfig(enabled=True, vty_socket=bgpd.workdir, **overrides))
+
+
+async def test_prefixes_become_tagged_network_statements_and_reach_the_peer(
+    pair: tuple[Bgpd, Bgpd],
+) -> None:
+    first, second = pair
+    target = _target(first)
+    await target.apply([V4, V6], [])
+    assert await target.installed() == {V4, V6}
+    config = first.vtysh("show running-config")
+    assert f"  network {V4} route-map MASC-GRIB" in config
+    assert f"  network {V6} route-map MASC-GRIB" in config
+    assert await target.verify(frozenset({V4, V6})) == []
+    # RFC 2909 §3: the second domain's BGP speaker learns the group prefix (SAFI 2).
+    second.wait_routes({str(V4)})
+    second.wait_routes({str(V6)}, afi="ipv6")
+    await target.apply([], [V4, V6])
+    assert await target.installed() == set()
+    second.wait_routes(set())
+    second.wait_routes(set(), afi="ipv6")
+
+
+@pytest.mark.parametrize("pair", [{"operator": True}], indirect=True)
+async def test_the_operators_own_statements_are_never_touched(pair: tuple[Bgpd, Bgpd]) -> None:
+    first, _ = pair
+    target = _target(first)
+    table = GribTable([target])
+    table.inject(OPERATORS)  # masc wants what the operator already originates
+    table.inject(V4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(table.run)
+        await table.syncs[0].synced.wait()
+        table.remove(OPERATORS)
+        table.remove(V4)
+        await table.syncs[0].synced.wait()
+        nursery.cancel_scope.cancel()
+    config = first.vtysh("show running-config")
+    assert f"  network {OPERATORS}\n" in config  # neither tagged nor removed
+    assert str(V4) not in config
+
+
+@pytest.mark.parametrize("pair", [{"deny": True}], indirect=True)
+async def test_verify_reports_a_network_that_bgp_does_not_originate(
+    pair: tuple[Bgpd, Bgpd],
+) -> None:
+    first, _ = pair
+    target = _target(first)
+    await target.apply([V4], [])
+    problems = await target.verify(frozenset({V4}))
+    assert problems == [
+        f"{V4} is not a valid local route in `show bgp ipv4 multicast`"
+        " (bgp network import-check on? route-map MASC-GRIB denying it?)"
+    ]
+
+
+async def test_a_wrong_asn_or_a_missing_vtysh_is_a_grib_error(pair: tuple[Bgpd, Bgpd]) -> None:
+    first, _ = pair
+    with pytest.raises(GribError, match="vtysh"):
+        await _target(first, asn=64999).apply([V4], [])
+    with pytest.raises(GribError, match="cannot run"):
+        await _target(first, vtysh=Path("/nonexistent/vtysh")).installed()
