@@ -91,9 +91,13 @@ class Bgpd:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
+    def multicast_table(self, afi: str = "ipv4") -> dict[str, Any]:
+        table: dict[str, Any] = json.loads(self.vtysh(f"show bgp {afi} multicast json"))
+        return table
+
     def multicast_routes(self, afi: str = "ipv4") -> dict[str, Any]:
-        routes: dict[str, Any] = json.loads(self.vtysh(f"show bgp {afi} multicast json"))
-        return routes.get("routes", {})
+        routes: dict[str, Any] = self.multicast_table(afi).get("routes", {})
+        return routes
 
     def wait_routes(self, want: set[str], afi: str = "ipv4", timeout: float = 30) -> None:
         """Until the multicast table holds exactly ``want``."""

@@ -644,8 +644,8 @@ class GribFrrConfig(_Model):
     # The bgpd's AS number; omitted = the one `router bgp` in its running configuration.
     asn: Annotated[int, Field(strict=True, ge=1, le=0xFFFF_FFFF)] | None = None
     route_map: Annotated[str, Field(pattern=_ROUTE_MAP_NAME)] = "MASC-GRIB"
-    # After every change, read `show bgp ipv4|ipv6 multicast json` back and check that
-    # exactly our prefixes are there as locally sourced routes.
+    # After every change, read masc's statements back (exactly the wanted ones) and check
+    # in `show bgp ipv4|ipv6 multicast json` that each is a valid, locally sourced route.
     verify: Annotated[bool, Field(strict=True)] = True
     timeout: PositiveDuration = 10.0
 

@@ -35,9 +35,10 @@ class SessionConfig:
     session_parent: DomainId | None = None
     hold_time: int = HOLDTIME
     connect_retry: float = 30.0
-    # Each ConnectRetry period is drawn from [(1 - jitter) * connect_retry, connect_retry],
-    # so two ends that lost their connections at the same instant do not keep dialling
-    # each other at the same instant (docs/conformance.md; RFC 4271 §10 does the same).
+    # Each ConnectRetry period (and each automatic-restart delay after an error) is drawn
+    # from [1 - jitter, 1] times its value, so two ends that lost their connections at the
+    # same instant do not keep dialling each other at the same instant (docs/conformance.md;
+    # RFC 4271 §10 does the same).
     connect_retry_jitter: float = 0.25
     passive: bool = False
     restart_backoff_initial: float = 60.0

@@ -585,7 +585,9 @@ class PeerSession:
         """§10 Idle: automatic Start events after an error back off exponentially from
         60 s, doubling per consecutive retry, capped at 24 h."""
         c = self.config
-        delay = min(c.restart_backoff_initial * 2**self._restart_failures, c.restart_backoff_max)
+        delay = self._jittered(
+            min(c.restart_backoff_initial * 2**self._restart_failures, c.restart_backoff_max)
+        )
         self._restart_failures += 1
         self._base = State.IDLE
         self._connect_retry_at = None
@@ -597,11 +599,16 @@ class PeerSession:
         self._connect_retry_at = None if self.config.passive else now + self._connect_retry()
 
     def _connect_retry(self) -> float:
-        """One ConnectRetry period, jittered (see SessionConfig.connect_retry_jitter)."""
-        c = self.config
-        if self._rng is None or not c.connect_retry_jitter:
-            return c.connect_retry
-        return c.connect_retry * (1 - c.connect_retry_jitter * self._rng.random())
+        return self._jittered(self.config.connect_retry)
+
+    def _jittered(self, period: float) -> float:
+        """A ConnectRetry period or an automatic-restart delay, drawn from [1 - jitter, 1]
+        times its value (SessionConfig.connect_retry_jitter): the two ends of a session
+        that failed together then do not dial each other at the same instant."""
+        jitter = self.config.connect_retry_jitter
+        if self._rng is None or not jitter:
+            return period
+        return period * (1 - jitter * self._rng.random())
 
     def _begin_connecting(self, now: float) -> None:
         """Start: ConnectRetry running, dial unless passive, listen either way (§10 Idle)."""

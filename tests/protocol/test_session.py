@@ -527,3 +527,19 @@ def test_session_config_rejects_values_that_would_spin_or_break_the_wire(
 ) -> None:
     with pytest.raises(CoreMisuse):
         config(**overrides)
+
+
+def test_s10_the_restart_delay_after_an_error_is_jittered_too() -> None:
+    """Two ends whose Hold Timers expired together do not restart at the same instant."""
+    delays = []
+    for seed in range(20):
+        s = PeerSession(config(), rng=random.Random(seed))
+        s.start(now=0)
+        s.connection_made(1, outbound=True, now=0)
+        s.data_received(1, encode(peer_open(s.config)), now=0)
+        s.data_received(1, encode(Keepalive()), now=0)
+        s.handle_timer(now=HOLD)  # Hold Timer expired: an error, Idle, automatic restart
+        assert s.restart_at is not None
+        delays.append(s.restart_at - HOLD)
+    assert all(45 <= d <= 60 for d in delays)  # 60 s initial back-off, up to 25 % shorter
+    assert len(set(delays)) == len(delays)

@@ -28,7 +28,7 @@ from masc.protocol.wire.messages import Prefix
 _AFI = {4: "ipv4", 6: "ipv6"}
 _ROUTER = re.compile(r"^router bgp (\d+)\s*$")  # the default VRF's instance only
 _FAMILY = re.compile(r"^ address-family (ipv4|ipv6) multicast\s*$")
-_NETWORK = re.compile(r"^  network (\S+)(?: route-map (\S+))?\s*$")
+_NETWORK = re.compile(r"^  network (\S+)(.*)$")
 # A local route in `show bgp ... json` has no peer.
 _LOCAL_PEER = "(unspec)"
 
@@ -38,20 +38,29 @@ class FrrTarget:
 
     def __init__(self, config: GribFrrConfig) -> None:
         self.config = config
-        self.asn = config.asn
-        # The operator's own statements (no route-map of ours): never added over or deleted.
+        # The operator's own statements (anything but exactly `route-map <tag>` after the
+        # prefix: none, another route-map, backdoor, label-index...): never changed.
         self.foreign: set[Prefix] = set()
+        # The instance the last read found (the configured one, or the default VRF's):
+        # masc writes only into an instance that exists, never creates one.
+        self.asn: int | None = None
 
     async def installed(self) -> set[Prefix]:
         statements = await self._statements()
-        ours = {prefix for prefix, tag in statements if tag == self.config.route_map}
-        self.foreign = {prefix for prefix, tag in statements if tag != self.config.route_map}
+        ours = {
+            prefix for prefix, rest in statements if rest == f"route-map {self.config.route_map}"
+        }
+        self.foreign = {prefix for prefix, _ in statements} - ours
         return ours
 
     async def apply(self, add: Sequence[Prefix], delete: Sequence[Prefix]) -> None:
+        if self.asn is None:  # no read yet, or the last one found no instance
+            await self._statements()
+        if self.asn is None:
+            raise GribError(self._no_instance())
         tag = self.config.route_map
-        asn = await self._router_asn()
-        commands = ["configure terminal", f"route-map {tag} permit 10", "exit", f"router bgp {asn}"]
+        commands = ["configure terminal", f"route-map {tag} permit 10", "exit"]
+        commands.append(f"router bgp {self.asn}")
         for version, afi in _AFI.items():
             lines = [f"network {p} route-map {tag}" for p in add if p.version == version]
             lines += [f"no network {p} route-map {tag}" for p in delete if p.version == version]
@@ -63,16 +72,23 @@ class FrrTarget:
     async def verify(self, desired: frozenset[Prefix]) -> list[str]:
         if not self.config.verify:
             return []
-        problems = []
+        ours = await self.installed()
+        problems = [
+            f"no `network {p}` statement of masc's"
+            for p in sorted(desired - ours - self.foreign, key=str)
+        ]
+        problems += [
+            f"`network {p}` of masc's still there" for p in sorted(ours - desired, key=str)
+        ]
         for version, afi in _AFI.items():
-            wanted = {p for p in desired if p.version == version}
+            # The operator's statements are the operator's to check.
+            wanted = {p for p in desired - self.foreign if p.version == version}
             if not wanted:
                 continue
-            table = json.loads(await self._vtysh(f"show bgp {afi} multicast json") or "{}")
-            routes = table.get("routes", {})
+            routes = await self._routes(afi)
             for prefix in sorted(wanted, key=str):
                 paths = routes.get(str(prefix), [])
-                if not any(p.get("valid") and p.get("peerId") == _LOCAL_PEER for p in paths):
+                if not any(_is_local(path) for path in paths):
                     problems.append(
                         f"{prefix} is not a valid local route in `show bgp {afi} multicast`"
                         f" (bgp network import-check on? route-map {self.config.route_map}"
@@ -80,17 +96,36 @@ class FrrTarget:
                     )
         return problems
 
-    async def _statements(self) -> list[tuple[Prefix, str | None]]:
-        """The ``network`` statements under the multicast families of ``router bgp``."""
+    async def _routes(self, afi: str) -> dict[str, list[object]]:
+        text = await self._vtysh(f"show bgp {afi} multicast json")
+        try:
+            table = json.loads(text or "{}")
+        except ValueError as error:
+            raise GribError(f"`show bgp {afi} multicast json` is not JSON: {error}") from error
+        if not isinstance(table, dict):
+            raise GribError(f"`show bgp {afi} multicast json` is not a JSON object")
+        if "warning" in table and "routes" not in table:
+            raise GribError(f"`show bgp {afi} multicast json`: {table['warning']}")
+        routes = table.get("routes", {})
+        if not isinstance(routes, dict):
+            raise GribError(f"`show bgp {afi} multicast json`: routes is not an object")
+        return routes
+
+    async def _statements(self) -> list[tuple[Prefix, str]]:
+        """The ``network`` statements under the multicast families of ``router bgp``, each
+        with what follows its prefix; sets :attr:`asn` to the instance found, or None."""
         config = await self._vtysh("show running-config")
-        found: list[tuple[Prefix, str | None]] = []
+        wanted = self.config.asn
+        self.asn = None
+        found: list[tuple[Prefix, str]] = []
         in_router = in_family = False
         for line in config.splitlines():
             router = _ROUTER.match(line)
             if router:
-                in_router = self.asn is None or int(router.group(1)) == self.asn
-                if in_router and self.asn is None:
-                    self.asn = int(router.group(1))
+                asn = int(router.group(1))
+                in_router = wanted is None or asn == wanted
+                if in_router:
+                    self.asn = asn
                 continue
             if not line.startswith(" "):
                 in_router = in_family = False
@@ -102,15 +137,18 @@ class FrrTarget:
             elif in_router and in_family:
                 network = _NETWORK.match(line)
                 if network:
-                    found.append((ip_network(network.group(1)), network.group(2)))
+                    try:
+                        prefix = ip_network(network.group(1))
+                    except ValueError as error:
+                        raise GribError(f"running-config: {line.strip()!r}: {error}") from error
+                    found.append((prefix, network.group(2).strip()))
         return found
 
-    async def _router_asn(self) -> int:
-        if self.asn is None:
-            await self._statements()
-        if self.asn is None:
-            raise GribError("bgpd has no `router bgp` instance: set one up, or [grib.frr] asn")
-        return self.asn
+    def _no_instance(self) -> str:
+        wanted = self.config.asn
+        if wanted is None:
+            return "bgpd has no `router bgp` instance in its default VRF (masc never creates one)"
+        return f"bgpd has no `router bgp {wanted}` ([grib.frr] asn; masc never creates one)"
 
     async def _vtysh(self, *commands: str) -> str:
         c = self.config
@@ -139,3 +177,7 @@ class FrrTarget:
             why = "; ".join([*refused, err]) or f"exit status {done.returncode}"
             raise GribError(f"vtysh {commands[0]!r}...: {why}")
         return out
+
+
+def _is_local(path: object) -> bool:
+    return isinstance(path, dict) and bool(path.get("valid")) and path.get("peerId") == _LOCAL_PEER

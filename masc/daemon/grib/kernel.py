@@ -34,7 +34,8 @@ class KernelTarget:
         self.netns = netns
         self.table = config.table
         self.protocol = config.protocol
-        # Routes are told apart by table and protocol: every one that matches is masc's.
+        # Routes are told apart by table and protocol: the table's routes of any other
+        # protocol are someone else's (as the last read found them).
         self.foreign: set[Prefix] = set()
 
     async def installed(self) -> set[Prefix]:
@@ -45,39 +46,52 @@ class KernelTarget:
 
     async def verify(self, desired: frozenset[Prefix]) -> list[str]:
         have = await self.installed()
-        problems = [f"{p} missing from table {self.table}" for p in sorted(desired - have, key=str)]
+        missing = desired - have - self.foreign
+        problems = [f"{p} missing from table {self.table}" for p in sorted(missing, key=str)]
         problems += [f"{p} still in table {self.table}" for p in sorted(have - desired, key=str)]
         return problems
 
     def _dump(self) -> set[Prefix]:
-        found: set[Prefix] = set()
+        """masc's routes in the table; the table's other routes go to ``foreign``."""
+        ours: set[Prefix] = set()
+        others: set[Prefix] = set()
         try:
             with self._ipr() as ipr:
                 for family in _FAMILIES:
-                    for route in ipr.route(
-                        "dump", family=family, table=self.table, proto=self.protocol
-                    ):
+                    for route in ipr.route("dump", family=family, table=self.table):
                         zero = "0.0.0.0" if family == socket.AF_INET else "::"
                         dst = route.get("RTA_DST") or zero
-                        found.add(ip_network(f"{dst}/{route['dst_len']}"))
-        except (NetlinkError, OSError) as error:
+                        prefix = ip_network(f"{dst}/{route['dst_len']}")
+                        (ours if route["proto"] == self.protocol else others).add(prefix)
+        except Exception as error:  # pyroute2's errors are not all NetlinkError
             raise GribError(f"cannot read routing table {self.table}: {error}") from error
-        return found
+        self.foreign = others - ours
+        return ours
 
     def _apply(self, add: list[Prefix], delete: list[Prefix]) -> None:
         try:
             with self._ipr() as ipr:
                 for prefix in add:
-                    # replace: a route of ours already there (a crash between add and the
-                    # store, a second exporter run) is not an error.
-                    ipr.route("replace", **self._route(prefix))
+                    # add, not replace: replace would take over a route of another
+                    # protocol for the same destination (RTM_NEWROUTE matches no protocol).
+                    try:
+                        ipr.route("add", **self._route(prefix))
+                    except NetlinkError as error:
+                        if error.code == errno.EEXIST:
+                            raise GribError(
+                                f"{prefix} is already in table {self.table}, not as masc's"
+                            ) from error
+                        raise
                 for prefix in delete:
                     try:
+                        # The protocol is part of the match: only masc's route goes.
                         ipr.route("del", **self._route(prefix))
                     except NetlinkError as error:
                         if error.code != errno.ESRCH:  # already gone: what we wanted
                             raise
-        except (NetlinkError, OSError) as error:
+        except GribError:
+            raise
+        except Exception as error:
             raise GribError(f"cannot change routing table {self.table}: {error}") from error
 
     def _ipr(self) -> IPRoute:

@@ -150,15 +150,18 @@ class TargetSync:
             self.changed = trio.Event()
             try:
                 await self.sync_once()
-            except GribError as error:
+            except Exception as error:
+                # A GribError is the target's expected failure; anything else is a bug in
+                # an exporter, logged with its traceback, and must not end the daemon.
                 self.status.in_sync = False
                 self.status.failures += 1
-                self.status.last_error = str(error)
+                self.status.last_error = str(error) or type(error).__name__
                 log.warning(
                     "G-RIB %s: %s; retrying in %gs",
                     self.target.name,
-                    error,
+                    self.status.last_error,
                     retry,
+                    exc_info=not isinstance(error, GribError),
                     extra={"event": "grib_error", "exporter": self.target.name},
                 )
                 wait, retry = retry, min(retry * 2, self.resync_interval)
@@ -184,7 +187,7 @@ class TargetSync:
         if problems:
             raise GribError("; ".join(problems))
         self.status.in_sync = True
-        self.status.installed = len(desired)
+        self.status.installed = len(desired - self.target.foreign)
         self.status.last_sync = time.time()
         self.status.last_error = ""
         log.debug(

@@ -18,7 +18,8 @@ from masc.daemon.grib.frr import FrrTarget
 from tests.netns_kit import Bgpd, ip, namespace, veth
 
 V4, V6 = ip_network("239.192.4.0/22"), ip_network("ff3e:40::/32")
-OPERATORS = ip_network("233.252.0.0/24")  # the operator's own statement
+OPERATORS = ip_network("233.252.0.0/24")  # the operator's own statements
+BACKDOOR = ip_network("233.252.1.0/24")
 
 ROUTER = """\
 router bgp {asn}
@@ -47,7 +48,7 @@ def _config(n: int, *, operator: bool = False, deny: bool = False) -> str:
         peer=f"10.99.0.{peer_n}",
         peer_n=peer_n,
         peer_asn=65000 + peer_n,
-        operator=f"network {OPERATORS}" if operator else "",
+        operator=f"network {OPERATORS}\n  network {BACKDOOR} backdoor" if operator else "",
     )
 
 
@@ -93,21 +94,47 @@ async def test_prefixes_become_tagged_network_statements_and_reach_the_peer(
 
 @pytest.mark.parametrize("pair", [{"operator": True}], indirect=True)
 async def test_the_operators_own_statements_are_never_touched(pair: tuple[Bgpd, Bgpd]) -> None:
+    """A plain `network P` and one with other options (backdoor) are the operator's: masc
+    neither re-tags them when it wants the prefix nor removes them when it lets it go."""
     first, _ = pair
     target = _target(first)
     table = GribTable([target])
-    table.inject(OPERATORS)  # masc wants what the operator already originates
-    table.inject(V4)
+    for prefix in (OPERATORS, BACKDOOR, V4):
+        table.inject(prefix)
     async with trio.open_nursery() as nursery:
         await nursery.start(table.run)
-        await table.syncs[0].synced.wait()
-        table.remove(OPERATORS)
-        table.remove(V4)
-        await table.syncs[0].synced.wait()
+        with trio.move_on_after(10):
+            await table.syncs[0].synced.wait()
+        assert table.statuses[0].in_sync, table.statuses[0].last_error  # not hung on retries
+        assert table.statuses[0].installed == 1  # V4; the other two are the operator's
+        for prefix in (OPERATORS, BACKDOOR, V4):
+            table.remove(prefix)
+        with trio.fail_after(10):
+            await table.syncs[0].synced.wait()
         nursery.cancel_scope.cancel()
     config = first.vtysh("show running-config")
-    assert f"  network {OPERATORS}\n" in config  # neither tagged nor removed
+    assert f"  network {OPERATORS}\n" in config
+    assert f"  network {BACKDOOR} backdoor\n" in config
     assert str(V4) not in config
+
+
+async def test_no_bgp_instance_is_an_error_and_masc_never_creates_one(tmp_path: Path) -> None:
+    with namespace("frr0") as ns:
+        bare = Bgpd(ns, tmp_path / "bare", "hostname bare\n")
+        try:
+            for target, asn in ((_target(bare), ""), (_target(bare, asn=65009), " 65009")):
+                table = GribTable([target])
+                table.inject(V4)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(table.run)
+                    await trio.sleep(0.5)
+                    nursery.cancel_scope.cancel()
+                status = table.statuses[0]
+                assert not status.in_sync
+                assert f"bgpd has no `router bgp{asn}`" in status.last_error
+            assert "router bgp" not in bare.vtysh("show running-config")
+        finally:
+            bare.stop()
 
 
 @pytest.mark.parametrize("pair", [{"deny": True}], indirect=True)
@@ -126,7 +153,39 @@ async def test_verify_reports_a_network_that_bgp_does_not_originate(
 
 async def test_a_wrong_asn_or_a_missing_vtysh_is_a_grib_error(pair: tuple[Bgpd, Bgpd]) -> None:
     first, _ = pair
-    with pytest.raises(GribError, match="vtysh"):
+    with pytest.raises(GribError, match="no `router bgp 64999`"):
         await _target(first, asn=64999).apply([V4], [])
+    assert "router bgp 64999" not in first.vtysh("show running-config")
     with pytest.raises(GribError, match="cannot run"):
         await _target(first, vtysh=Path("/nonexistent/vtysh")).installed()
+
+
+@pytest.mark.parametrize(
+    ("output", "status", "problem"),
+    [
+        ("% Unknown command: netwrk", 0, "% Unknown command"),  # refused, exit status 0
+        ("", 1, "exit status 1"),
+        ("router bgp 65001\n address-family ipv4 multicast\n  network 300.1.0.0/16\n", 0,
+         "running-config"),
+    ],
+)  # fmt: skip
+async def test_what_vtysh_refuses_or_garbles_is_a_grib_error(
+    tmp_path: Path, output: str, status: int, problem: str
+) -> None:
+    fake = tmp_path / "vtysh"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' '{output}'\nexit {status}\n")
+    fake.chmod(0o755)
+    with pytest.raises(GribError, match=problem):
+        await _target_at(fake).installed()
+
+
+async def test_show_bgp_that_is_not_json_is_a_grib_error(tmp_path: Path) -> None:
+    fake = tmp_path / "vtysh"
+    fake.write_text("#!/bin/sh\necho 'not json'\n")
+    fake.chmod(0o755)
+    with pytest.raises(GribError, match="not JSON"):
+        await _target_at(fake).verify(frozenset({V4}))
+
+
+def _target_at(vtysh: Path) -> FrrTarget:
+    return FrrTarget(GribFrrConfig(enabled=True, vtysh=vtysh))

@@ -70,3 +70,29 @@ async def test_verify_reports_a_route_deleted_behind_masc_s_back(netns: str) -> 
     await target.apply([V4], [])
     ip("-n", netns, "route", "del", str(V4), "table", str(TABLE))
     assert await target.verify(frozenset({V4})) == [f"{V4} missing from table {TABLE}"]
+
+
+async def test_a_route_of_another_protocol_at_a_wanted_destination_is_left_as_it_is(
+    netns: str,
+) -> None:
+    """Another daemon's route for a prefix masc wants: counted present, never taken over
+    (a `replace` would turn it into masc's), never deleted when masc lets the prefix go."""
+    for family in ([], ["-6"]):
+        dst = str(V4) if not family else str(V6)
+        ip("-n", netns, *family, "route", "add", "blackhole", dst, "table", str(TABLE),
+           "proto", "static")  # fmt: skip
+    target = _target(netns)
+    table = GribTable([target])
+    table.inject(V4)
+    table.inject(V6)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(table.run)
+        await table.syncs[0].synced.wait()
+        assert table.statuses[0].in_sync
+        table.remove(V4)
+        table.remove(V6)
+        await table.syncs[0].synced.wait()
+        nursery.cancel_scope.cancel()
+    for family, dst in (([], str(V4)), (["-6"], str(V6))):
+        routes = [r for r in _routes(netns, *family) if r.get("dst") == dst]
+        assert [(r["protocol"], r["table"]) for r in routes] == [("static", str(TABLE))]

@@ -143,3 +143,31 @@ async def test_with_no_exporter_the_table_still_records_the_set() -> None:
     table.inject(B)
     table.remove(A)
     assert table.prefixes == {B} and table.statuses == []
+
+
+async def test_an_unexpected_exception_in_an_exporter_does_not_end_the_daemon(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the export waits: the error is logged with its traceback and retried."""
+    target = FakeTarget()
+    calls = 0
+    real = target.installed
+
+    async def broken_once() -> set[Prefix]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("'not json' is not JSON")
+        return await real()
+
+    target.installed = broken_once  # type: ignore[method-assign]
+    table = GribTable([target])
+    table.inject(A)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(table.run)
+        await _synced(table)
+        nursery.cancel_scope.cancel()
+    status = table.statuses[0]
+    assert status.failures == 1 and status.in_sync and target.held == {A}
+    errors = [r for r in caplog.records if getattr(r, "event", "") == "grib_error"]
+    assert len(errors) == 1 and errors[0].exc_info is not None
