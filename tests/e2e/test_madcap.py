@@ -12,7 +12,6 @@ answers multicast discovery inside a network namespace of its own.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ import trio
 from masc.madcap.client import Lease, MadcapError, TryLater, open_madcap_client
 from masc.madcap.constants import ErrorCode
 from tests.e2e.daemons import Daemon, Peer, addr, render
+from tests.netns_kit import ip, namespace
 
 pytestmark = pytest.mark.processes
 
@@ -314,22 +314,12 @@ def test_a_bad_configuration_exits_2_naming_the_key(workdir: Path) -> None:
 # --- server discovery by multicast (§2.9-§2.10), in a namespace of the test's own ----------
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"masc-mc-{os.getpid()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    _ip("netns", "add", name)
-    try:
-        _ip("-n", name, "link", "set", "lo", "up")
-        _ip("-n", name, "link", "set", "lo", "multicast", "on")
-        _ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "lo")
+    with namespace("mc") as name:
+        ip("-n", name, "link", "set", "lo", "multicast", "on")
+        ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "lo")
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 _DISCOVERING_CLIENT = """

@@ -1,6 +1,6 @@
 """Server location by multicast (RFC 2730 §2.2.1-§2.2.4, §2.9-§2.11), end to end.
 
-The test makes a network namespace of its own (``ip netns add masc-mc-<pid>``) whose
+The test makes a network namespace of its own (``masc-mc-<pid>-<n>``, tests/netns_kit.py) whose
 loopback carries multicast (``ip link set lo multicast on``, ``ip route add 224.0.0.0/4 dev
 lo src 127.0.0.1``), so nothing leaves the machine.  Inside it run two small MADCAP servers
 (the MadcapServer core behind plain sockets, joined to their scopes' MADCAP Server Multicast
@@ -19,9 +19,7 @@ whether to run it elsewhere is the lead's decision.
 from __future__ import annotations
 
 import json
-import os
 import selectors
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +31,8 @@ from typing import Any
 
 import pytest
 
-NETNS = f"masc-mc-{os.getpid()}"
+from tests.netns_kit import ip, namespace
+
 READY_WITHIN = 20.0  # seconds for a server process to bind and join its groups
 CLI_WITHIN = 60.0
 
@@ -108,28 +107,13 @@ SERVER_B = {
 }
 
 
-def ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        pytest.fail(
-            f"`ip {' '.join(args)}` failed ({result.returncode}): {result.stderr.strip()}; "
-            "this test needs root and iproute2 with network namespace support"
-        )
-
-
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
-    if shutil.which("ip") is None:
-        pytest.fail("the multicast test needs iproute2's `ip` to create a network namespace")
-    ip("netns", "add", NETNS)
-    try:
-        ip("-n", NETNS, "link", "set", "lo", "up")
-        ip("-n", NETNS, "link", "set", "lo", "multicast", "on")
+    with namespace("mc") as name:
+        ip("-n", name, "link", "set", "lo", "multicast", "on")
         # src: multicast leaves with 127.0.0.1 as its source, an address servers can answer.
-        ip("-n", NETNS, "route", "add", "224.0.0.0/4", "dev", "lo", "src", "127.0.0.1")
-        yield NETNS
-    finally:
-        subprocess.run(["ip", "netns", "del", NETNS], check=False)
+        ip("-n", name, "route", "add", "224.0.0.0/4", "dev", "lo", "src", "127.0.0.1")
+        yield name
 
 
 class ServerProcess:

@@ -54,9 +54,7 @@ class FrrTarget:
         return ours
 
     async def apply(self, add: Sequence[Prefix], delete: Sequence[Prefix]) -> None:
-        if self.asn is None:  # no read yet, or the last one found no instance
-            await self._statements()
-        if self.asn is None:
+        if self.asn is None:  # the read before (installed) found no instance to write to
             raise GribError(self._no_instance())
         tag = self.config.route_map
         commands = ["configure terminal", f"route-map {tag} permit 10", "exit"]

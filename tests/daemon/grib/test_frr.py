@@ -77,6 +77,7 @@ async def test_prefixes_become_tagged_network_statements_and_reach_the_peer(
 ) -> None:
     first, second = pair
     target = _target(first)
+    assert await target.installed() == set()  # a sync reads before it writes
     await target.apply([V4, V6], [])
     assert await target.installed() == {V4, V6}
     config = first.vtysh("show running-config")
@@ -143,6 +144,7 @@ async def test_verify_reports_a_network_that_bgp_does_not_originate(
 ) -> None:
     first, _ = pair
     target = _target(first)
+    await target.installed()
     await target.apply([V4], [])
     problems = await target.verify(frozenset({V4}))
     assert problems == [
@@ -153,8 +155,10 @@ async def test_verify_reports_a_network_that_bgp_does_not_originate(
 
 async def test_a_wrong_asn_or_a_missing_vtysh_is_a_grib_error(pair: tuple[Bgpd, Bgpd]) -> None:
     first, _ = pair
+    wrong = _target(first, asn=64999)
+    assert await wrong.installed() == set()
     with pytest.raises(GribError, match="no `router bgp 64999`"):
-        await _target(first, asn=64999).apply([V4], [])
+        await wrong.apply([V4], [])
     assert "router bgp 64999" not in first.vtysh("show running-config")
     with pytest.raises(GribError, match="cannot run"):
         await _target(first, vtysh=Path("/nonexistent/vtysh")).installed()
