@@ -71,6 +71,13 @@ class PeerInfo(BaseModel):
     last_error: str
     messages_in: dict[str, int]
     messages_out: dict[str, int]
+    limit_drops: int = Field(
+        default=0, description="claims and UPDATEs not believed: past this peer's limits (§14)"
+    )
+    limit_resets: int = Field(default=0, description="sessions closed for exceeding a limit")
+    security: list[str] = Field(
+        default_factory=list, description="transport protections on: md5, ttl-security"
+    )
     admin_down: bool = Field(
         default=False, description="stopped by the operator (mascctl peer down)"
     )

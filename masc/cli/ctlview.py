@@ -136,6 +136,8 @@ def _print_peer_detail(p: PeerDetail) -> None:
             ("up for", "-" if p.established_for is None else _duration(p.established_for)),
             ("restart in", "-" if p.restart_at is None else _duration(p.restart_at)),
             ("flaps", str(p.flaps)),
+            ("security", ", ".join(p.security) or "-"),
+            ("limited", f"{p.limit_drops} dropped, {p.limit_resets} resets"),
             ("last error", p.last_error or "-"),
             ("scope boundary", ", ".join(p.scope_boundary) or "-"),
         ],

@@ -47,6 +47,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PlainValidator,
     PrivateAttr,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -721,6 +722,8 @@ class PolicyConfig(_Model):
     max_claim_holdtime: PositiveDuration = HALF_YEAR
     min_claim_holdtime: Duration = 0.0
     restore_from: tuple[Relation, ...] = (Relation.PARENT, Relation.INTERNAL)
+    # §14: relayed UPDATEs of siblings and children (masc.protocol.engine.ThirdParty).
+    third_party: Literal["accept", "via-parent", "strict"] = "via-parent"
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -816,6 +819,21 @@ class PeerConfig(_Model):
     # §4.5: the admin-scope zones (RFC 2365) whose boundary this session crosses. Messages
     # about prefixes inside them "are not sent across such sessions".
     scope_boundary: tuple[NetworkField, ...] = ()
+    # §14 "allow peering only with trustworthy nodes": TCP MD5 signatures (RFC 2385), the
+    # key given here or read from a file (the first line, without its newline), and GTSM
+    # (RFC 5082): accept segments only from at most this many routers away.
+    password: Annotated[SecretStr, Field(min_length=1, max_length=80)] | None = None
+    password_file: FilePath | None = None
+    ttl_security: Annotated[int, Field(strict=True, ge=1, le=254)] | None = None
+    # §14 flood limits (masc.protocol.limits): claims held from this session at once,
+    # UPDATEs per second (token bucket of update_burst), and what to do past them.
+    max_claims: Annotated[int, Field(strict=True, ge=1)] | None = None
+    max_update_rate: Annotated[float, Field(gt=0)] | None = None
+    update_burst: Annotated[int, Field(strict=True, ge=1)] | None = None
+    limit_action: Literal["warn", "drop", "reset"] = "drop"
+
+    # The TCP MD5 key, read once at validation (so a reload notices a new key in the file).
+    _md5_key: bytes | None = PrivateAttr(default=None)
 
     # Identifier keys that were written as address strings, as written: a peer does not know
     # the local address family, so MascConfig checks the family of these against it.
@@ -847,6 +865,9 @@ class PeerConfig(_Model):
                     f"must not be {TLD_ID}: {TLD_ID} is TLD_ID, not a domain (RFC 2909 §6)",
                 )
             )
+        problems.extend(self._read_md5_key())
+        if self.update_burst is not None and self.max_update_rate is None:
+            problems.append((("update_burst",), "needs max_update_rate (the bucket's refill)"))
         first_seen: dict[Network, int] = {}
         for i, zone in enumerate(self.scope_boundary):
             if not zone.is_multicast:
@@ -859,6 +880,37 @@ class PeerConfig(_Model):
         if problems:
             raise KeyedProblems(problems)
         return self
+
+    def _read_md5_key(self) -> Iterable[tuple[KeyPath, str]]:
+        if self.password is not None and self.password_file is not None:
+            yield ("password_file",), "set either password or password_file, not both"
+            return
+        if self.password is not None:
+            self._md5_key = self.password.get_secret_value().encode()
+            return
+        if self.password_file is None:
+            return
+        try:
+            text = self.password_file.read_bytes()
+        except OSError as error:
+            yield ("password_file",), f"cannot read {self.password_file}: {error.strerror}"
+            return
+        key = text.split(b"\n", 1)[0].rstrip(b"\r")
+        if not key:
+            yield ("password_file",), f"{self.password_file} holds no key on its first line"
+        elif len(key) > 80:
+            yield (
+                ("password_file",),
+                f"the key in {self.password_file} is {len(key)} octets; TCP MD5 keys are at "
+                "most 80 (RFC 2385, Linux TCP_MD5SIG_MAXKEYLEN)",
+            )
+        else:
+            self._md5_key = key
+
+    @property
+    def md5_key(self) -> bytes | None:
+        """The TCP MD5 key of this peer's sessions (RFC 2385), None when unsigned."""
+        return self._md5_key
 
 
 # --- the whole file ----------------------------------------------------------------------
@@ -923,6 +975,7 @@ class MascConfig(_Model):
         for i, peer in enumerate(self.peers):
             problems.extend((("peers", i, *key), text) for key, text in self._peer_problems(peer))
         problems.extend(self._duplicate_peer_problems())
+        problems.extend(self._shared_address_problems())
         if self.local.global_pool and not self.is_tld:
             where = next(
                 (f"peers[{i}]" for i, p in enumerate(self.peers) if p.relation is Relation.PARENT),
@@ -1058,6 +1111,27 @@ class MascConfig(_Model):
                         f"{peer.parent_domain_id} is not a parent of this domain; must be one of "
                         f"{', '.join(map(str, parents))} (the domain_ids of the parent peers)"
                     ),
+                )
+
+    def _shared_address_problems(self) -> Iterable[tuple[KeyPath, str]]:
+        """Sessions to one address (siblings per common parent, §4.4) share the TCP
+        protections: the kernel keys MD5 and the listener by address, not by session."""
+        first: dict[str, int] = {}
+        for i, peer in enumerate(self.peers):
+            j = first.setdefault(str(peer.address), i)
+            if j == i:
+                continue
+            other = self.peers[j]
+            if peer.md5_key != other.md5_key:
+                yield (
+                    ("peers", i, "password"),
+                    f"differs from peers[{j}], a session to the same address {peer.address}; "
+                    "the TCP MD5 key is per address (RFC 2385)",
+                )
+            if peer.ttl_security != other.ttl_security:
+                yield (
+                    ("peers", i, "ttl_security"),
+                    f"differs from peers[{j}], a session to the same address {peer.address}",
                 )
 
     def _duplicate_peer_problems(self) -> Iterable[tuple[KeyPath, str]]:

@@ -296,6 +296,13 @@ class ControlServer:
             last_error=stats.last_error,
             messages_in=dict(stats.messages_in),
             messages_out=dict(stats.messages_out),
+            limit_drops=stats.limit_drops,
+            limit_resets=stats.limit_resets,
+            security=[
+                name
+                for name, on in (("md5", peer.md5_key), ("ttl-security", peer.ttl_security))
+                if on
+            ],
             admin_down=session.admin_down,
         )
 

@@ -39,6 +39,7 @@ from masc.daemon.peer import PeerRunner
 from masc.daemon.reload import ReloadPlan, plan_reload
 from masc.daemon.sdnotify import Notifier, run_watchdog
 from masc.daemon.settings import engine_config, grant_config, session_config
+from masc.daemon.transport import clear_min_ttl, listen, set_gtsm, set_md5_key
 from masc.maas.grants import GrantTable
 from masc.protocol.allocation import Strategy
 from masc.protocol.engine import ClaimEngine
@@ -105,6 +106,8 @@ class Daemon:
         self._accepting = trio.CancelScope()  # cancelled first at shutdown
         self.served = trio.Event()
         self._identifying = 0
+        self._listeners: list[tuple[trio.SocketListener, int]] = []  # with their family
+        self._keyed: set[IPv4Address | IPv6Address] = set()  # addresses with an MD5 key
         self.grib = GribTable(grib_targets(cfg), resync_interval=cfg.grib.resync_interval)
         self.engine = ClaimEngine(engine_config(cfg), rng=random.Random())
         self.grants = GrantTable(
@@ -132,6 +135,8 @@ class Daemon:
             local_address=None if local is None or local.is_unspecified else local,
             label=f"{peer.domain_id} {peer.relation.value}",
             key=session_key(peer, key[1]),
+            md5_key=peer.md5_key,
+            ttl_hops=peer.ttl_security,
         )
         self.domain.attach(runner, scope_boundary=tuple(peer.scope_boundary))
         self.runners[key] = runner
@@ -157,7 +162,11 @@ class Daemon:
         cfg = self.config
         listeners: list[trio.SocketListener] = []
         for address in cfg.local.listen:
-            listeners += await trio.open_tcp_listeners(cfg.local.port, host=str(address))
+            listener = await listen(address, cfg.local.port, prepare=self._secure_listener)
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            self._listeners.append((listener, family))
+            listeners.append(listener)
+        self._keyed = {p.address for p in cfg.peers if p.md5_key}
         for address in cfg.local.listen:
             log.info(
                 "listening on %s port %d",
@@ -257,6 +266,33 @@ class Daemon:
 
     # --- incoming connections --------------------------------------------------------------
 
+    def _secure_listener(self, sock: trio.socket.SocketType, family: int) -> None:
+        """§14: the peers' TCP MD5 keys (per address: the kernel drops an unsigned or
+        wrongly signed SYN from a keyed address) and GTSM on a listening socket.
+
+        The listener sends with TTL 255 whenever a peer uses GTSM (its SYN-ACK must pass
+        that peer's minimum TTL); it enforces a minimum TTL itself only when every peer
+        does, the loosest of theirs.  Each accepted connection then gets its own peer's
+        (:meth:`_dispatch`)."""
+        six = family == socket.AF_INET6
+        peers = [p for p in self.config.peers if (p.address.version == 6) == six]
+        was_keyed = {a for a in self._keyed if (a.version == 6) == six}
+        for address in {p.address for p in peers} | was_keyed:
+            key = next((p.md5_key for p in peers if p.address == address), None)
+            set_md5_key(sock, address, key)  # None removes a key a reload took away
+        hops = [p.ttl_security for p in peers]
+        clear_min_ttl(sock, family)
+        if peers and all(h is not None for h in hops):
+            set_gtsm(sock, family, max(h for h in hops if h is not None))
+        elif any(h is not None for h in hops):
+            set_gtsm(sock, family, None)
+
+    def _secure_listeners(self) -> None:
+        """After a reload: the listeners take the new keys and TTL settings."""
+        for listener, family in self._listeners:
+            self._secure_listener(listener.socket, family)
+        self._keyed = {p.address for p in self.config.peers if p.md5_key}
+
     async def _accept_loop(self, listener: trio.SocketListener, scope: trio.CancelScope) -> None:
         async with listener:
             with scope:
@@ -282,7 +318,15 @@ class Daemon:
             # §10 Active: a connection from an address that is not a configured peer is
             # rejected.
             self._refuse(stream, remote, "not a configured peer")
-        elif len(runners) == 1:
+            return
+        if runners[0].ttl_hops is not None:
+            # §14 GTSM for this peer (all its sessions share it: config validation).
+            try:
+                set_gtsm(stream.socket, stream.socket.family, runners[0].ttl_hops)
+            except OSError:
+                self._nursery.start_soon(trio.aclose_forcefully, stream)
+                return
+        if len(runners) == 1:
             runners[0].incoming(stream)
         elif self._identifying >= _MAX_IDENTIFYING:
             self._refuse(stream, remote, "too many connections still to identify")
@@ -452,6 +496,7 @@ class Daemon:
         await self.domain.run_in(lambda now: self.grants.reconfigure(grants, strategy=strategy))
         self.config = new
         self.maas_backend.config = new
+        self._secure_listeners()
         assert self._nursery is not None
         for step in plan.peers:
             where = {"peer": step.key[0], "action": step.action, "changed": list(step.changed)}
@@ -480,6 +525,8 @@ class Daemon:
             if step.action in ("update", "reset"):
                 runner.reconfigure(session_config(new, step.new))
                 runner.port = step.new.port
+                runner.md5_key = step.new.md5_key
+                runner.ttl_hops = step.new.ttl_security
                 runner.label = f"{step.new.domain_id} {step.new.relation.value}"
                 self.domain.attach(runner, scope_boundary=tuple(step.new.scope_boundary))
             if step.action == "reset":

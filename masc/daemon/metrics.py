@@ -144,6 +144,16 @@ class MascCollector:
             "Times the session left Established.",
             labels=["peer"],
         )
+        limited = CounterMetricFamily(
+            "masc_peer_limit_drops",
+            "Claims and UPDATEs not believed because the peer exceeded its limits (§14).",
+            labels=["peer"],
+        )
+        resets = CounterMetricFamily(
+            "masc_peer_limit_resets",
+            "Sessions closed because the peer exceeded a limit (§14).",
+            labels=["peer"],
+        )
         states: Counter[State] = Counter()
         for peer, runner in self.daemon.peer_rows():
             session = runner.session
@@ -158,9 +168,11 @@ class MascCollector:
                 for name, count in counts.items():
                     messages.add_metric([runner.key, direction, name], count)
             flaps.add_metric([runner.key], stats.flaps)
+            limited.add_metric([runner.key], stats.limit_drops)
+            resets.add_metric([runner.key], stats.limit_resets)
         for state in State:  # every state, zeros included: a series must not vanish
             by_state.add_metric([state.value], states[state])
-        return [by_state, up, messages, flaps]
+        return [by_state, up, messages, flaps, limited, resets]
 
     def _claims(self, now: float) -> list[Family]:
         engine = self.daemon.engine

@@ -34,12 +34,14 @@ from typing import Final, Protocol
 
 import trio
 
+from masc.daemon.transport import dial
 from masc.protocol.errors import UpdateMessageError, describe
 from masc.protocol.open_checks import SessionConfig
 from masc.protocol.session import (
     Close,
     Dial,
     Effect,
+    LimitExceeded,
     NotificationReceived,
     NotificationSent,
     PeerSession,
@@ -306,6 +308,8 @@ class PeerRunner:
         listener: SessionListener | None = None,
         connect: Callable[[], Awaitable[Stream]] | None = None,
         rng: random.Random | None = None,
+        md5_key: bytes | None = None,
+        ttl_hops: int | None = None,
     ) -> None:
         # The ConnectRetry jitter: from the OS's entropy unless a simulation seeds it.
         self.session = PeerSession(config, rng=rng or random.Random())
@@ -317,6 +321,10 @@ class PeerRunner:
         self.address = address
         self.port = port
         self.local_address = local_address
+        # §14 transport protections of the connections we dial (masc.daemon.transport);
+        # the daemon sets the listeners' side.  Read at each dial: a reload changes them.
+        self.md5_key = md5_key
+        self.ttl_hops = ttl_hops
         self.label = label  # how logs name the peer's domain and relation
         self.inbox, self._inbox_rx = trio.open_memory_channel[_InboxEvent](math.inf)
         self.established = trio.Event()  # set the first time the session is Established
@@ -645,10 +653,12 @@ class PeerRunner:
             self.inbox.send_nowait(_DialFailed(dial, "connect timed out"))
 
     async def _connect_tcp(self) -> Stream:
-        return await trio.open_tcp_stream(
-            str(self.address),
+        return await dial(
+            self.address,
             self.port,
-            local_address=None if self.local_address is None else str(self.local_address),
+            local_address=self.local_address,
+            md5_key=self.md5_key,
+            ttl_hops=self.ttl_hops,
         )
 
     # --- logs ------------------------------------------------------------------------------
@@ -683,6 +693,19 @@ class PeerRunner:
             log.warning("session down: %s", effect.reason, extra=self._extra(event="session_down"))
             if self.listener is not None:
                 self.listener.session_down(self)
+        elif isinstance(effect, LimitExceeded):
+            e = effect.exceeded
+            log.warning(
+                "%s exceeded: %s; %s",
+                e.limit,
+                e.detail,
+                {
+                    "warn": "accepted anyway",
+                    "drop": "ignoring what is past the limit",
+                    "reset": "closing the session (Cease)",
+                }[e.action.value],
+                extra=self._extra(event="limit_exceeded", limit=e.limit, action=e.action.value),
+            )
         elif isinstance(effect, NotificationSent | NotificationReceived):
             n = effect.notification
             sent = isinstance(effect, NotificationSent)

@@ -53,13 +53,16 @@ _RESTART_ONLY: Final = (
 )
 # Session settings the FSM reads afresh at its next timer or dial: no reset needed.
 _LIVE_SESSION_FIELDS: Final = frozenset(
-    {"connect_retry", "passive", "restart_backoff_initial", "restart_backoff_max"}
+    {"connect_retry", "passive", "restart_backoff_initial", "restart_backoff_max", "limits"}
 )
 # Peer keys outside the SessionConfig that still need a new session.
 _RESET_PEER_KEYS: Final = {
     "port": "the peer's port changed: a new connection is needed",
     "scope_boundary": "scope_boundary changes what the session may carry (RFC 2909 §4.5); a "
     "new session re-sends the state in §11.8 order",
+    "password": "the TCP MD5 key signs every segment (RFC 2385): a new connection is needed",
+    "password_file": "the TCP MD5 key signs every segment (RFC 2385): a new connection is needed",
+    "ttl_security": "GTSM is set before the handshake (RFC 5082): a new connection is needed",
 }
 _SESSION_FIELD_REASONS: Final = {
     "hold_time": "the Hold Time is proposed in the OPEN and negotiated once per session "
@@ -163,6 +166,8 @@ def _peer_step(
     key: PeerKey, old: MascConfig, was: PeerConfig, new: MascConfig, now: PeerConfig
 ) -> PeerStep:
     changed = {name for name in type(now).model_fields if getattr(was, name) != getattr(now, name)}
+    if was.md5_key != now.md5_key and not changed & {"password", "password_file"}:
+        changed.add("password_file")  # same file, new key in it
     before, after = session_config(old, was), session_config(new, now)
     session_fields = [
         f.name

@@ -12,7 +12,8 @@ from masc.config.models import PolicyConfig
 from masc.maas.grants import GrantConfig
 from masc.protocol.allocation import AllocatorConfig, Strategy
 from masc.protocol.constants import HOLDTIME
-from masc.protocol.engine import ClashResolution, EngineConfig, Policy
+from masc.protocol.engine import ClashResolution, EngineConfig, Policy, ThirdParty
+from masc.protocol.limits import LimitAction, UpdateLimits
 from masc.protocol.open_checks import SessionConfig
 from masc.protocol.wire import DomainId, NodeId
 
@@ -36,6 +37,17 @@ def session_config(cfg: MascConfig, peer: PeerConfig) -> SessionConfig:
         restart_backoff_initial=cfg.timers.restart_backoff_initial,
         restart_backoff_max=cfg.timers.restart_backoff_max,
         open_hold_time=float(max(hold, HOLDTIME)),
+        limits=peer_limits(peer),
+    )
+
+
+def peer_limits(peer: PeerConfig) -> UpdateLimits:
+    """§14: what one peer may make us hold and process."""
+    return UpdateLimits(
+        max_claims=peer.max_claims,
+        max_update_rate=peer.max_update_rate,
+        update_burst=peer.update_burst,
+        action=LimitAction(peer.limit_action),
     )
 
 
@@ -77,6 +89,7 @@ def engine_policy(p: PolicyConfig) -> Policy:
         max_claim_holdtime=p.max_claim_holdtime,
         min_claim_holdtime=p.min_claim_holdtime,
         restore_from=frozenset(r.role for r in p.restore_from),
+        third_party=ThirdParty(p.third_party),
     )
 
 

@@ -126,6 +126,22 @@ class ClashResolution(enum.Enum):
     MANUAL = "manual"
 
 
+class ThirdParty(enum.Enum):
+    """§14: which relayed ("third-party") UPDATEs of siblings and children we accept.
+
+    ``via-parent``: a sibling's UPDATE only from that sibling itself or via the common
+    parent (so never relayed by another sibling), and, in the parent, a child's UPDATE only
+    from that child domain's own nodes.  Sibling TLDs have no common parent domain to go
+    through, so their mesh keeps relaying.  ``strict`` adds §14's last clause: a child's
+    UPDATE only "directly from a child node that is same as the Origin Node ID" (or via an
+    internal peer).  ``accept`` takes everything Table 1 allows.
+    """
+
+    ACCEPT = "accept"
+    VIA_PARENT = "via-parent"
+    STRICT = "strict"
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Local policy toward claims, mostly a parent's toward its children (§8.3, §11.4.3,
@@ -142,6 +158,7 @@ class Policy:
     max_claim_holdtime: float = HALF_YEAR
     min_claim_holdtime: float = 0.0
     restore_from: frozenset[Role] = frozenset({Role.PARENT, Role.INTERNAL})
+    third_party: ThirdParty = ThirdParty.VIA_PARENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -782,6 +799,17 @@ class ClaimEngine:
             and claim.type is not ClaimType.CLAIM_DENIED
         ):
             raise _Refuse(Sub.ILLEGAL_ORIGIN_ROLE, "INTERNAL origin from another domain (§11.1)")
+        if self._third_party_refused(nb, claim, role):
+            # §14: legal per Table 1, so no NOTIFICATION; just not believed.
+            self._events.append(
+                PolicyNotice(
+                    "third_party_ignored",
+                    f"ignored {claim.type.name} {claim.prefix} of domain {claim.origin_domain} "
+                    f"node {claim.origin_node} relayed by {nb.role.name.lower()} {nb.domain} "
+                    "(§14: accepted only via the common parent)",
+                )
+            )
+            return
         # §11.1: an expired claim is silently dropped.
         if claim.timestamp + claim.holdtime <= now:
             return
@@ -816,6 +844,35 @@ class ClaimEngine:
             return
         if self.cache.add(entry):
             self._propagate(entry, exclude=nb.key)
+
+    def _third_party_refused(self, nb: Neighbor, claim: Claim, role: Role) -> bool:
+        """§14: "a third-party UPDATE (e.g. by a non-directly connected sibling) is accepted
+        only if it is sent via the common parent domain, and the MASC nodes in the parent
+        domain accept children UPDATEs only if they come via an internal peer, or come
+        directly from a child node that is same as the Origin Node ID" (see ThirdParty)."""
+        mode = self.config.policy.third_party
+        if (
+            mode is ThirdParty.ACCEPT
+            or role is not nb.role
+            or claim.type in (ClaimType.CLAIM_DENIED, ClaimType.PREFIX_MANAGED)
+        ):
+            # Only a sibling's claims from a sibling session, and a child's from a child
+            # session, can be third-party; parents and internal peers relay by design.  A
+            # sibling's or child's CLAIM_DENIED / PREFIX_MANAGED is illegal whoever relays
+            # it, and gets its NOTIFICATION from the handler (§11.3.1, §11.6.2).
+            return False
+        if role is Role.SIBLING:
+            common_parent = nb.session_parent
+            return (
+                common_parent is not None
+                and common_parent != TLD_ID
+                and claim.origin_domain != nb.domain
+            )
+        if role is Role.CHILD:
+            if claim.origin_domain != nb.domain:
+                return True
+            return mode is ThirdParty.STRICT and claim.origin_node != nb.node
+        return False
 
     def _check_sanity(self, claim: Claim) -> None:
         """§8.3 timestamp and holdtime checks (local policy in :class:`Policy`)."""

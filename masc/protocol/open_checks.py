@@ -9,10 +9,11 @@ peers and siblings together.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from masc.protocol.constants import HOLDTIME, MIN_NONZERO_HOLD_TIME, TLD_ID, AddressFamily, Role
 from masc.protocol.errors import CoreMisuse, OpenMessageError, OpenSubcode
+from masc.protocol.limits import UpdateLimits
 from masc.protocol.wire.messages import DomainId, NodeId, Open
 
 
@@ -45,6 +46,8 @@ class SessionConfig:
     restart_backoff_max: float = 86_400.0
     # §10 Active: "sets its Hold Timer to a large value ... [HOLDTIME] seconds is suggested."
     open_hold_time: float = float(HOLDTIME)
+    # §14: what this peer may make us hold and process (masc.protocol.limits).
+    limits: UpdateLimits = field(default_factory=UpdateLimits)
 
     def __post_init__(self) -> None:
         # Values that would make the runner spin or break the wire; config validation

@@ -58,6 +58,7 @@ from masc.protocol.errors import (
     is_defined,
     requires_close,
 )
+from masc.protocol.limits import Exceeded, UpdateLimiter
 from masc.protocol.open_checks import SessionConfig, check_open
 from masc.protocol.space import Randomness
 from masc.protocol.wire.codec import decode, encode
@@ -169,6 +170,14 @@ class UpdateReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitExceeded:
+    """A per-peer limit (§14, masc.protocol.limits) was crossed; ``exceeded.action`` says
+    what was done about it."""
+
+    exceeded: Exceeded
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationSent:
     connection: int
     notification: Notification
@@ -192,6 +201,7 @@ Effect = (
     | SessionUp
     | SessionDown
     | UpdateReceived
+    | LimitExceeded
     | NotificationSent
     | NotificationReceived
 )
@@ -221,6 +231,7 @@ class _Connection:
     hold_at: float | None = None
     keepalive_at: float | None = None
     established_at: float | None = None
+    limiter: UpdateLimiter | None = None  # from Established on
 
 
 @dataclass(slots=True)
@@ -233,6 +244,9 @@ class SessionStats:
     octets_out: int = 0
     flaps: int = 0
     last_error: str = ""
+    # §14 per-peer limits: attributes not handed to the engine, sessions reset.
+    limit_drops: int = 0
+    limit_resets: int = 0
     established_at: float | None = None
 
 
@@ -635,7 +649,7 @@ class PeerSession:
             if conn.id not in self._connections:
                 return
         if error.salvaged is not None:
-            self._effects.append(UpdateReceived(error.salvaged))
+            self._deliver(conn, error.salvaged, now)
 
     # --- session-level cells (§10 Idle, Connect, Active) ----------------------------------
 
@@ -757,6 +771,7 @@ class PeerSession:
         conn.established_at = now
         self.stats.established_at = now
         self._arm_hold(conn, now)
+        conn.limiter = UpdateLimiter(self.config.limits, now=now)
         self._reason = "KEEPALIVE received"
         internal = (
             conn.remote.domain_id == self.config.local_domain and conn.remote.role is Role.INTERNAL
@@ -769,9 +784,29 @@ class PeerSession:
 
     def _c_update(self, conn: _Connection, now: float, arg: _Arg) -> None:
         assert isinstance(arg, _Received) and isinstance(arg.message, Update)
-        message = arg.message
         self._arm_hold(conn, now)
-        self._effects.append(UpdateReceived(message))
+        self._deliver(conn, arg.message, now)
+
+    def _deliver(self, conn: _Connection, update: Update, now: float) -> None:
+        """Hand an UPDATE to the engine, within the peer's limits (§14)."""
+        limiter = conn.limiter
+        if limiter is None or not self.config.limits.any:
+            self._effects.append(UpdateReceived(update))
+            return
+        limiter.limits = self.config.limits  # a reload may have changed them
+        admission = limiter.admit(update, now=now)
+        self.stats.limit_drops += admission.dropped
+        self._effects.extend(LimitExceeded(e) for e in admission.exceeded)
+        if admission.reset:
+            self.stats.limit_resets += 1
+            self.stats.last_error = "per-peer limit exceeded"
+            # Cease, not an error code: the peer sent nothing malformed (§8.7); _Gone.ERROR
+            # so the automatic-restart back-off (§10) holds the session down, as BGP's
+            # maximum-prefix restart does.
+            self._cease(conn, _Gone.ERROR, now, "per-peer limit exceeded (§14)")
+            return
+        if admission.update is not None:
+            self._effects.append(UpdateReceived(admission.update))
 
     def _c_notification(self, conn: _Connection, now: float, arg: _Arg) -> None:
         """NOTIFICATION in any state: §8.6 first, then O-bit zero closes, O-bit one is an

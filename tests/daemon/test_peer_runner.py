@@ -307,7 +307,8 @@ def unreachable_runner(*, passive: bool) -> tuple[PeerRunner, list[float]]:
         raise ConnectionRefusedError("refused")
 
     runner = PeerRunner(
-        config(connect_retry=5.0, passive=passive),
+        # Exact periods: these tests count dials (the jitter has tests of its own).
+        config(connect_retry=5.0, passive=passive, connect_retry_jitter=0.0),
         address=IPv4Address("127.0.0.3"),
         port=2587,
         local_address=None,
