@@ -152,6 +152,8 @@ def _pydantic_message(err: Any) -> str:
         msg = str(err["msg"])
         prefix = "Input should be "
         text = "must be " + msg[len(prefix) :] if msg.startswith(prefix) else msg
+    if "password" in err.get("loc", ()):
+        return f"{text} (the value is not shown: it is a secret)"
     return f"{text}, got {_toml_repr(err.get('input'))}"
 
 

@@ -886,7 +886,14 @@ class PeerConfig(_Model):
             yield ("password_file",), "set either password or password_file, not both"
             return
         if self.password is not None:
-            self._md5_key = self.password.get_secret_value().encode()
+            key = self.password.get_secret_value().encode()
+            if len(key) > 80:
+                yield (
+                    ("password",),
+                    f"is {len(key)} octets in UTF-8; TCP MD5 keys are at most 80 (RFC 2385)",
+                )
+                return
+            self._md5_key = key
             return
         if self.password_file is None:
             return

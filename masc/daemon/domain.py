@@ -598,4 +598,7 @@ def _log_event(event: EngineEvent) -> None:
             extra={"event": "prefix_deprecated", "prefix": str(event.prefix)},
         )
     elif isinstance(event, PolicyNotice):
-        log.warning(event.message, extra={"event": event.event})
+        # A relayed copy the §14 rule ignores is routine (siblings relay to siblings); the
+        # flood limits, not this line, are what an operator watches for an attack.
+        level = logging.DEBUG if event.event == "third_party_ignored" else logging.WARNING
+        log.log(level, event.message, extra={"event": event.event})

@@ -108,6 +108,7 @@ class Daemon:
         self._identifying = 0
         self._listeners: list[tuple[trio.SocketListener, int]] = []  # with their family
         self._keyed: set[IPv4Address | IPv6Address] = set()  # addresses with an MD5 key
+        self._listener_min_ttl = False  # the listeners enforce a minimum TTL (GTSM)
         self.grib = GribTable(grib_targets(cfg), resync_interval=cfg.grib.resync_interval)
         self.engine = ClaimEngine(engine_config(cfg), rng=random.Random())
         self.grants = GrantTable(
@@ -166,7 +167,7 @@ class Daemon:
             family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
             self._listeners.append((listener, family))
             listeners.append(listener)
-        self._keyed = {p.address for p in cfg.peers if p.md5_key}
+        self._note_listener_security()
         for address in cfg.local.listen:
             log.info(
                 "listening on %s port %d",
@@ -270,28 +271,44 @@ class Daemon:
         """§14: the peers' TCP MD5 keys (per address: the kernel drops an unsigned or
         wrongly signed SYN from a keyed address) and GTSM on a listening socket.
 
-        The listener sends with TTL 255 whenever a peer uses GTSM (its SYN-ACK must pass
-        that peer's minimum TTL); it enforces a minimum TTL itself only when every peer
-        does, the loosest of theirs.  Each accepted connection then gets its own peer's
-        (:meth:`_dispatch`)."""
+        Only addresses that have or had a key are touched, so a kernel without TCP MD5
+        support runs unsigned configurations.  The listener sends with TTL 255 whenever a
+        peer uses GTSM (its SYN-ACK must pass that peer's minimum TTL); it enforces a
+        minimum TTL itself only when every peer does, the loosest of theirs.  Each accepted
+        connection then gets its own peer's (:meth:`_dispatch`)."""
         six = family == socket.AF_INET6
         peers = [p for p in self.config.peers if (p.address.version == 6) == six]
-        was_keyed = {a for a in self._keyed if (a.version == 6) == six}
-        for address in {p.address for p in peers} | was_keyed:
-            key = next((p.md5_key for p in peers if p.address == address), None)
-            set_md5_key(sock, address, key)  # None removes a key a reload took away
+        keys = {p.address: p.md5_key for p in peers if p.md5_key}
+        for address in keys.keys() | {a for a in self._keyed if (a.version == 6) == six}:
+            set_md5_key(sock, address, keys.get(address))  # None removes a key a reload took away
         hops = [p.ttl_security for p in peers]
-        clear_min_ttl(sock, family)
         if peers and all(h is not None for h in hops):
             set_gtsm(sock, family, max(h for h in hops if h is not None))
         elif any(h is not None for h in hops):
             set_gtsm(sock, family, None)
+            if self._listener_min_ttl:
+                clear_min_ttl(sock, family)
+        elif self._listener_min_ttl:
+            clear_min_ttl(sock, family)
 
     def _secure_listeners(self) -> None:
-        """After a reload: the listeners take the new keys and TTL settings."""
+        """After a reload: the listeners take the new keys and TTL settings.  A kernel
+        refusal is logged, not fatal: the sessions themselves still dial with their keys."""
         for listener, family in self._listeners:
-            self._secure_listener(listener.socket, family)
-        self._keyed = {p.address for p in self.config.peers if p.md5_key}
+            try:
+                self._secure_listener(listener.socket, family)
+            except OSError as error:
+                log.error(
+                    "could not set TCP MD5 keys or GTSM on the listener: %s",
+                    error,
+                    extra={"event": "listener_security_failed"},
+                )
+        self._note_listener_security()
+
+    def _note_listener_security(self) -> None:
+        peers = self.config.peers
+        self._keyed = {p.address for p in peers if p.md5_key}
+        self._listener_min_ttl = bool(peers) and all(p.ttl_security for p in peers)
 
     async def _accept_loop(self, listener: trio.SocketListener, scope: trio.CancelScope) -> None:
         async with listener:

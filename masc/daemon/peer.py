@@ -644,7 +644,7 @@ class PeerRunner:
             scope.deadline = trio.current_time() + self.session.config.connect_retry
             try:
                 stream = await self._connect()
-            except OSError as error:
+            except (OSError, ValueError) as error:  # ValueError: a key the kernel refuses
                 self.inbox.send_nowait(_DialFailed(dial, str(error) or type(error).__name__))
                 return
             self.inbox.send_nowait(_Connected(stream, dial))

@@ -799,6 +799,14 @@ class ClaimEngine:
             and claim.type is not ClaimType.CLAIM_DENIED
         ):
             raise _Refuse(Sub.ILLEGAL_ORIGIN_ROLE, "INTERNAL origin from another domain (§11.1)")
+        # §11.1: an expired claim is silently dropped.
+        if claim.timestamp + claim.holdtime <= now:
+            return
+        stored = _shared(replace(claim, origin_role=role))
+        if stored in self.cache:
+            # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
+            # another path must not earn its sender a NOTIFICATION the first copy did not.
+            return
         if self._third_party_refused(nb, claim, role):
             # §14: legal per Table 1, so no NOTIFICATION; just not believed.
             self._events.append(
@@ -809,14 +817,6 @@ class ClaimEngine:
                     "(§14: accepted only via the common parent)",
                 )
             )
-            return
-        # §11.1: an expired claim is silently dropped.
-        if claim.timestamp + claim.holdtime <= now:
-            return
-        stored = _shared(replace(claim, origin_role=role))
-        if stored in self.cache:
-            # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
-            # another path must not earn its sender a NOTIFICATION the first copy did not.
             return
         self._check_sanity(claim)
         handler = _HANDLERS[claim.type]
@@ -853,6 +853,7 @@ class ClaimEngine:
         mode = self.config.policy.third_party
         if (
             mode is ThirdParty.ACCEPT
+            or claim.origin_domain == self.config.local_domain  # ours: restore_from decides
             or role is not nb.role
             or claim.type in (ClaimType.CLAIM_DENIED, ClaimType.PREFIX_MANAGED)
         ):

@@ -9,7 +9,7 @@ same threat with a maximum-prefix limit per neighbour; this module is that for M
 * ``max_claims``: the number of distinct claims (origin domain, origin node, prefix) of
   the types that occupy space — PREFIX_IN_USE, CLAIM_TO_EXPAND, NEW_CLAIM — we hold from
   one session at once.  A renewal replaces its earlier copy, a WITHDRAW frees its prefix,
-  and a claim counts until its Claim Holdtime runs out (the §11.1 expiry the engine uses).
+  and a claim counts for its Claim Holdtime from when it arrived.
 * ``max_update_rate`` / ``update_burst``: UPDATE messages per second from the session, as
   a token bucket, so the §11.8 replay after an Establishment (many UPDATEs at once) fits in
   the burst while a sustained flood does not.
@@ -99,7 +99,8 @@ class UpdateLimiter:
 
     def __init__(self, limits: UpdateLimits, *, now: float) -> None:
         self.limits = limits
-        self._held: dict[_ClaimKey, float] = {}  # claim -> when its holdtime runs out
+        # claim -> (when it stops counting on our clock, its latest Claim Timestamp)
+        self._held: dict[_ClaimKey, tuple[float, int]] = {}
         self._tokens = limits.burst
         self._refilled_at = now
         self._over: set[str] = set()  # limits currently exceeded (reported already)
@@ -144,7 +145,7 @@ class UpdateLimiter:
             if limits.action is LimitAction.RESET:
                 return Admission(None, tuple(exceeded), len(update.attributes), reset=True)
             if limits.action is LimitAction.WARN:
-                self._hold(claim)
+                self._hold(claim, now)
                 kept.append(claim)
         dropped = len(update.attributes) - len(kept)
         if not kept:
@@ -164,18 +165,19 @@ class UpdateLimiter:
         return False
 
     def _admit_claim(self, claim: Claim, now: float) -> bool:
-        """Whether ``claim`` fits under max_claims (bookkeeping done when it does)."""
+        """Whether ``claim`` fits under max_claims (bookkeeping done when it does).
+
+        Times are the session's clock, not the claim's Unix timestamps: a claim counts from
+        its arrival for its Claim Holdtime, never less than it can live (its timestamp is
+        not later than its arrival, §12.3)."""
         if claim.type is ClaimType.WITHDRAW:
-            # §5.4, §11.7: the prefix is given up; every copy of it from that domain goes.
-            gone = [k for k in self._held if k[0] == claim.origin_domain and k[2] == claim.prefix]
-            for key in gone:
-                del self._held[key]
+            self._withdraw(claim, now)
             return True
-        if claim.type not in _OCCUPYING or claim.timestamp + claim.holdtime <= now:
-            return True  # holds no space (or is dropped as expired by the engine, §11.1)
+        if claim.type not in _OCCUPYING:
+            return True
         key = (claim.origin_domain, claim.origin_node, claim.prefix)
         if key in self._held:
-            self._hold(claim)  # a renewal or a repeat: no new space
+            self._hold(claim, now)  # a renewal or a repeat: no new space
             return True
         assert self.limits.max_claims is not None
         if len(self._held) >= self.limits.max_claims:
@@ -183,16 +185,34 @@ class UpdateLimiter:
         if len(self._held) >= self.limits.max_claims:
             return False
         self._over.discard("max_claims")
-        self._hold(claim)
+        self._hold(claim, now)
         return True
 
-    def _hold(self, claim: Claim) -> None:
+    def _withdraw(self, withdraw: Claim, now: float) -> None:
+        """§5.4, §11.7: a WITHDRAW frees the claims of its domain on its prefix, but only
+        those it outlives and does not predate: the engine stops counting a claim as
+        withdrawn when the WITHDRAW expires (a WITHDRAW with a holdtime of one second must
+        not buy a slot for a claim that blocks space for days)."""
+        until = now + withdraw.holdtime
+        gone = [
+            k
+            for k, (held_until, timestamp) in self._held.items()
+            if k[0] == withdraw.origin_domain
+            and k[2] == withdraw.prefix
+            and withdraw.timestamp >= timestamp
+            and until >= held_until
+        ]
+        for key in gone:
+            del self._held[key]
+
+    def _hold(self, claim: Claim, now: float) -> None:
         if claim.type in _OCCUPYING:
             key = (claim.origin_domain, claim.origin_node, claim.prefix)
-            self._held[key] = max(self._held.get(key, 0.0), claim.timestamp + claim.holdtime)
+            until, timestamp = self._held.get(key, (0.0, 0))
+            self._held[key] = (max(until, now + claim.holdtime), max(timestamp, claim.timestamp))
 
     def _expire(self, now: float) -> None:
-        for key in [k for k, until in self._held.items() if until <= now]:
+        for key in [k for k, (until, _) in self._held.items() if until <= now]:
             del self._held[key]
 
     def _cross(self, limit: str) -> bool:

@@ -22,11 +22,15 @@ finds (an empty list means safe):
 
 These are statements about a converged network: during a partition, or before a clash has
 been resolved, violations are expected.  Domain ancestry comes from the topology.
+
+:func:`check_space_safety` applies the same rules to plain prefix sets, per node, for nodes
+that are not engines in this process: real daemons, whose managed and locally-allocated
+space a test reads over their control sockets (tests/netns).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,15 +58,64 @@ def check_safety(
 ) -> list[Violation]:
     """Every violation of the rules of the module docstring among the running nodes
     ``engines`` (node name -> engine) at Unix time ``now``."""
-    managed = {n: collapse(e.managed_space(now=now)) for n, e in engines.items()}
-    local = {n: collapse(e.local_space(now=now)) for n, e in engines.items()}
+    managed = {n: e.managed_space(now=now) for n, e in engines.items()}
+    local = {n: e.local_space(now=now) for n, e in engines.items()}
+
+    def known(node: str) -> list[Prefix]:
+        spec = topology.domain_of(node)
+        return [
+            s
+            for p in spec.parents
+            for s in engines[node].parent_space(topology.domains[p].domain_id, now=now)
+        ]
+
+    return _check(topology, managed, local, known)
+
+
+def check_space_safety(
+    topology: Topology,
+    managed: Mapping[str, Iterable[Prefix]],
+    local: Mapping[str, Iterable[Prefix]],
+    *,
+    parent_space: Mapping[str, Iterable[Prefix]] | None = None,
+) -> list[Violation]:
+    """:func:`check_safety` on prefix sets: ``managed`` and ``local`` map each running node
+    (its name in ``topology``) to its managed and locally-allocated space (§4.1: for a leaf
+    domain the same set), as its engine's ``managed_space`` and ``local_space`` would.
+
+    ``parent_space`` is, per node, what it knows of its parents' managed space: the nesting
+    rule uses it only for a domain none of whose parents has a node in ``managed``; a node
+    missing from it knows no parent space, so any prefix it manages then breaks the rule.
+    """
+    unknown = sorted(set(local) - set(managed))
+    if unknown:
+        raise ValueError(f"local space given for nodes with no managed space: {unknown}")
+    known = {} if parent_space is None else parent_space
+    return _check(
+        topology,
+        {n: list(space) for n, space in managed.items()},
+        {n: list(local.get(n, ())) for n in managed},
+        lambda node: list(known.get(node, ())),
+    )
+
+
+def _check(
+    topology: Topology,
+    managed_space: Mapping[str, list[Prefix]],
+    local_space: Mapping[str, list[Prefix]],
+    known_parent_space: Callable[[str], list[Prefix]],
+) -> list[Violation]:
+    """The rules over the nodes of ``managed_space``; ``known_parent_space(node)``: what the
+    node knows of its parents' space (asked only when no node of any parent is running)."""
+    managed = {n: collapse(space) for n, space in managed_space.items()}
+    local = {n: collapse(local_space[n]) for n in managed_space}
     by_domain: dict[str, list[str]] = {}
-    for node in sorted(engines):
+    for node in sorted(managed_space):
         by_domain.setdefault(topology.nodes[node].domain, []).append(node)
     domain_managed = {d: collapse(p for n in ns for p in managed[n]) for d, ns in by_domain.items()}
     violations: list[Violation] = []
     violations += _overlaps(topology, by_domain, managed, "overlap", related_ok=True)
-    violations += _nesting(topology, engines, by_domain, managed, domain_managed, now)
+    violations += _nesting(topology, known_parent_space, by_domain, managed, domain_managed)
     violations += _internal(by_domain, managed)
     violations += _overlaps(topology, by_domain, local, "local", related_ok=False)
     return violations
@@ -122,11 +175,10 @@ def _overlaps(
 
 def _nesting(
     topology: Topology,
-    engines: Mapping[str, ClaimEngine],
+    known_parent_space: Callable[[str], list[Prefix]],
     by_domain: Mapping[str, list[str]],
     managed: Mapping[str, list[Prefix]],
     domain_managed: Mapping[str, list[Prefix]],
-    now: float,
 ) -> list[Violation]:
     out: list[Violation] = []
     for domain, nodes in sorted(by_domain.items()):
@@ -140,12 +192,7 @@ def _nesting(
                 source = "managed by " + "/".join(running_parents)
             else:
                 # No node of any parent is running: all we have is the child's record.
-                engine = engines[node]
-                parent_space = [
-                    s
-                    for p in spec.parents
-                    for s in engine.parent_space(topology.domains[p].domain_id, now=now)
-                ]
+                parent_space = known_parent_space(node)
                 source = f"known to {node} of " + "/".join(spec.parents)
             for prefix in managed[node]:
                 if not any(covers(s, prefix) for s in parent_space):

@@ -73,6 +73,20 @@ def test_bad_values_name_the_key(text: str, key: str, problem: str) -> None:
     assert f"t.toml: {key}" in message and problem in message, message
 
 
+def test_a_password_is_counted_in_octets_and_never_echoed_in_errors() -> None:
+    """Review findings: 41 two-octet characters passed an 80-character check; a bad
+    password's value was printed in the error message (and so in logs and reload replies)."""
+    with pytest.raises(ConfigError) as raised:
+        load(PEER + f'password = "{"é" * 41}"\n')
+    assert "peers[0].password: is 82 octets" in str(raised.value)
+    for bad in ('"' + "s3cret-" * 20 + '"', "12345678"):
+        with pytest.raises(ConfigError) as raised:
+            load(PEER + f"password = {bad}\n")
+        message = str(raised.value)
+        assert "peers[0].password" in message
+        assert "s3cret" not in message and "12345678" not in message, message
+
+
 def test_an_empty_or_too_long_key_file(tmp_path: Path) -> None:
     empty, long = tmp_path / "empty", tmp_path / "long"
     empty.write_bytes(b"\n")

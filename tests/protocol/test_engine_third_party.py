@@ -156,5 +156,19 @@ def test_s14_an_illegal_relayed_update_still_gets_its_notification() -> None:
     assert rejects(events) and not _ignored(events)
 
 
+def test_s14_our_own_claims_handed_back_by_a_child_are_left_to_restore_from() -> None:
+    """Review finding: a non-leaf domain's local claims (Rol=CHILD, our own domain) coming
+    back through a child were taken for a third party's; restore_from decides instead."""
+    trusting = frozenset({Role.PARENT, Role.INTERNAL, Role.CHILD})
+    net = world(policy=Policy(third_party=ThirdParty.STRICT, restore_from=trusting))
+    ours = allocated(net)
+    # Our local claim as the child passes it back: to the child we are a sibling of its
+    # own (Table 1: CHILD via PARENT -> SIBLING), so Rol=SIBLING; to us, Rol=CHILD again.
+    own_local = claim(ClaimType.PREFIX_IN_USE, S, sub(ours, 28), domain=X_DOM, node=X_NODE,
+                      ts=net.now)  # fmt: skip
+    events = net.inject("c", "x", own_local)
+    assert not _ignored(events)
+
+
 def test_policy_default_is_via_parent() -> None:
     assert Policy().third_party is ThirdParty.VIA_PARENT
