@@ -2,6 +2,12 @@
 
 The suite runs as root (CI included).  Everything is torn down when the test ends, even
 when it fails; nothing is ever added to the machine's own namespace.
+
+:func:`fabric` builds a small routed network: one namespace per node, each with its own
+address (a /32 on its loopback), and veth links between nodes, each a /30 with a route to
+the other end's node address.  A link can fail for real: taken down (``down``/``up``), or
+dropping every packet while its carrier stays up (``drop``/``undrop``: ``tc netem loss
+100%`` where the kernel has netem, else a blackhole route to the other node on each side).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +64,140 @@ def veth(a: str, a_addr: str, b: str, b_addr: str) -> tuple[str, str]:
         ip("-n", ns, "addr", "add", addr, "dev", end)
         ip("-n", ns, "link", "set", end, "up")
     return ends
+
+
+@cache
+def netem_works() -> bool:
+    """Whether ``tc qdisc ... netem`` can be used here (a kernel module that is often
+    missing), tried on a veth pair in a namespace of its own."""
+    if shutil.which("tc") is None:
+        return False
+    with namespace("probe") as ns:
+        ip("-n", ns, "link", "add", "name", "pa", "type", "veth", "peer", "name", "pb")
+        done = subprocess.run(
+            ["tc", "-n", ns, "qdisc", "add", "dev", "pa", "root", "netem", "loss", "100%"],
+            capture_output=True,
+            check=False,
+        )
+        return done.returncode == 0
+
+
+_LINKS = IPv4Network("10.99.0.0/16")  # carved into one /30 per link
+
+
+@dataclass
+class Link:
+    """A veth pair between the namespaces of nodes ``a`` and ``b`` (a /30 of its own)."""
+
+    a: str
+    b: str
+    ends: dict[str, tuple[str, str, str]]  # node -> (namespace, interface, its /30 address)
+    dropping: bool = False
+
+    def other(self, node: str) -> str:
+        return self.b if node == self.a else self.a
+
+
+@dataclass
+class Fabric:
+    """Nodes in namespaces of their own, with veth links; see the module docstring."""
+
+    tag: str
+    stack: ExitStack
+    namespaces: dict[str, str] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)
+
+    def add_node(self, node: str, address: str) -> str:
+        """A namespace for ``node`` with ``address`` (a /32 on its loopback)."""
+        ns = self.stack.enter_context(namespace(self.tag))
+        ip("-n", ns, "addr", "add", f"{address}/32", "dev", "lo")
+        self.namespaces[node] = ns
+        self.addresses[node] = address
+        return ns
+
+    def connect(self, a: str, b: str) -> Link:
+        """A veth link between ``a`` and ``b``, each routing the other's address over it."""
+        n = len(self.links)
+        if n >= _LINKS.num_addresses // 4:
+            raise AssertionError(f"more links than /30s in {_LINKS}")
+        base = int(_LINKS.network_address) + 4 * n  # the link's /30
+        addr_a, addr_b = str(IPv4Address(base + 1)), str(IPv4Address(base + 2))
+        end_a, end_b = veth(self.namespaces[a], f"{addr_a}/30", self.namespaces[b], f"{addr_b}/30")
+        link = Link(
+            a,
+            b,
+            {
+                a: (self.namespaces[a], end_a, addr_a),
+                b: (self.namespaces[b], end_b, addr_b),
+            },
+        )
+        self.links.append(link)
+        self._route(link)
+        return link
+
+    def link(self, a: str, b: str) -> Link:
+        for link in self.links:
+            if {link.a, link.b} == {a, b}:
+                return link
+        raise KeyError(f"no link {a}-{b}")
+
+    def _route(self, link: Link) -> None:
+        """Each end reaches the other's node address via the other end of the link."""
+        for node in (link.a, link.b):
+            ns, _, _ = link.ends[node]
+            other = link.other(node)
+            via = link.ends[other][2]
+            ip("-n", ns, "route", "replace", f"{self.addresses[other]}/32", "via", via)
+
+    def down(self, a: str, b: str) -> None:
+        """Take the link down at both ends (carrier lost: nothing crosses it)."""
+        for ns, end, _ in self.link(a, b).ends.values():
+            ip("-n", ns, "link", "set", end, "down")
+
+    def up(self, a: str, b: str) -> None:
+        """Bring the link back; the routes the kernel flushed with it are put back."""
+        link = self.link(a, b)
+        for ns, end, _ in link.ends.values():
+            ip("-n", ns, "link", "set", end, "up")
+        if not link.dropping:
+            self._route(link)
+
+    def drop(self, a: str, b: str) -> str:
+        """Drop every packet across the link, both ways, with the link itself left up;
+        returns how ("netem" or "blackhole")."""
+        link = self.link(a, b)
+        link.dropping = True
+        for node, (ns, end, _) in link.ends.items():
+            if netem_works():
+                _tc("-n", ns, "qdisc", "replace", "dev", end, "root", "netem", "loss", "100%")
+            else:
+                other = self.addresses[link.other(node)]
+                ip("-n", ns, "route", "replace", "blackhole", f"{other}/32")
+        return "netem" if netem_works() else "blackhole"
+
+    def undrop(self, a: str, b: str) -> None:
+        """Let packets across the link again."""
+        link = self.link(a, b)
+        link.dropping = False
+        for ns, end, _ in link.ends.values():
+            if netem_works():
+                _tc("-n", ns, "qdisc", "del", "dev", end, "root")
+        self._route(link)
+
+
+def _tc(*args: str) -> None:
+    done = subprocess.run(["tc", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"tc {' '.join(args)}: {done.stderr.strip()}")
+
+
+@contextmanager
+def fabric(tag: str) -> Iterator[Fabric]:
+    """A :class:`Fabric` whose namespaces (and so its links) are all deleted on exit, even
+    when building it or the test failed.  Stop the processes running in them first."""
+    with ExitStack() as stack:
+        yield Fabric(tag, stack)
 
 
 class Bgpd:

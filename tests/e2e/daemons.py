@@ -2,6 +2,8 @@
 
 Each daemon gets its own 127.0.9.x address, control socket and JSON log, read by a thread
 into a list the test can wait on.  Waits are bounded; timers are tiny (hold time 3 s).
+Tests that run daemons in network namespaces of their own (tests/netns) give ``render`` and
+``Daemon`` an ``address`` function instead, so that node ``n`` has that namespace's address.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from masc.cli import mascctl
+
+T = TypeVar("T")
 
 PREFIX = "127.0.9"
 PORT = 2587
@@ -47,18 +53,22 @@ def render(
     extra_timers: str = "",
     extra_sections: str = "",
     extra_control: str = "",
+    address: Callable[[int], str] = addr,
+    restart_backoff: tuple[str, str] = ("1s", "2s"),
 ) -> str:
+    """``address``: node number -> its address (this node's and its peers'), 127.0.9.x
+    unless given.  ``restart_backoff``: the automatic-restart back-off, initial and max."""
     lines = [
         "[local]",
         f"domain_id = {domain_id}",
-        f'node_id = "{addr(node)}"',
+        f'node_id = "{address(node)}"',
         f"port = {PORT}",
         extra_local,
         "[timers]",
         f"hold_time = {hold_time}",
         "connect_retry = 1",
-        'restart_backoff_initial = "1s"',
-        'restart_backoff_max = "2s"',
+        f'restart_backoff_initial = "{restart_backoff[0]}"',
+        f'restart_backoff_max = "{restart_backoff[1]}"',
         extra_timers,
         "[control]",
         f'socket = "{workdir}/{node}.control.sock"',
@@ -72,7 +82,7 @@ def render(
     for p in peers:
         lines += [
             "[[peers]]",
-            f'address = "{addr(p.node)}"',
+            f'address = "{address(p.node)}"',
             f"port = {PORT}",
             f'relation = "{p.relation}"',
             f"domain_id = {p.domain_id}",
@@ -97,9 +107,12 @@ class Daemon:
         *,
         max_files: int | None = None,
         netns: str | None = None,
+        address: Callable[[int], str] = addr,
     ) -> None:
-        """``netns``: run inside that network namespace (``ip netns exec``)."""
+        """``netns``: run inside that network namespace (``ip netns exec``); ``address``:
+        how peers' node numbers map to addresses, as given to ``render``."""
         self.node = node
+        self.address = address
         self.max_files = max_files
         self.netns = netns
         self.config = workdir / f"{node}.toml"
@@ -162,7 +175,7 @@ class Daemon:
 
     def wait_established(self, peer: int, *, since: int = 0, timeout: float = 20.0) -> Record:
         return self.wait_for(
-            lambda r: r.get("event") == "session_up" and r.get("peer") == addr(peer),
+            lambda r: r.get("event") == "session_up" and r.get("peer") == self.address(peer),
             since=since,
             timeout=timeout,
         )
@@ -184,6 +197,19 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
 
+    def records_since(self, since: int = 0) -> list[Record]:
+        """A copy of what was logged from record ``since`` on."""
+        with self._cond:
+            return list(self.records[since:])
+
+    def ask(self, verb: str, **args: Any) -> dict[str, Any]:
+        """One control request, answered as ``mascctl --json`` prints it (mascctl's own
+        client, in-process: a test polling a dozen daemons need not start a Python per
+        look)."""
+        answer = mascctl.interpret(mascctl.send(self.control, verb, args))
+        assert answer.result is not None, f"daemon {self.node}: {verb}: {answer.error}"
+        return answer.result
+
     def mascctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "masc.cli.mascctl", "--socket", self.control, *args],
@@ -191,3 +217,18 @@ class Daemon:
             text=True,
             timeout=20,
         )
+
+
+def until(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    """Poll ``check`` until it returns something truthy (bounded; not a sleep for
+    correctness: the condition is observed, never assumed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what}; last: {value!r}"
+            )
+        time.sleep(0.2)

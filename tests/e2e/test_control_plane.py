@@ -58,7 +58,7 @@ from masc.api.control import (
 )
 from masc.maas.client import open_maas_client
 from masc.protocol.errors import ErrorCode
-from tests.e2e.daemons import PORT, Daemon, Peer, Record, addr, render
+from tests.e2e.daemons import PORT, Daemon, Peer, Record, addr, render, until
 
 pytestmark = pytest.mark.processes
 
@@ -112,19 +112,6 @@ def ctl_error(d: Daemon, *args: str, socket_path: str | None = None) -> ErrorInf
     error = ErrorInfo.model_validate_json(out.stdout)
     assert f"mascctl: {error.code}: " in out.stderr
     return error
-
-
-def until(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    """Poll ``check`` until it returns something truthy (bounded; not a sleep for
-    correctness: the condition is observed, never assumed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def peers_of(d: Daemon) -> dict[str, PeerInfo]:

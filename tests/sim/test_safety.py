@@ -6,12 +6,14 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Network
 
+import pytest
+
 from masc.protocol.constants import AddressFamily
 from masc.protocol.engine import Allocation, ClaimEngine, EngineConfig
 from masc.protocol.events import SpaceKind
-from masc.protocol.wire.messages import DomainId
+from masc.protocol.wire.messages import DomainId, Prefix
 from masc.sim.network import EPOCH
-from masc.sim.safety import check_safety
+from masc.sim.safety import check_safety, check_space_safety
 from masc.sim.topology import Topology, figure1
 
 NOW = EPOCH + 1_000.0
@@ -193,3 +195,59 @@ def test_s12_4_overlap_sweep_finds_every_pair_a_pairwise_scan_finds() -> None:
                 related_ok=related_ok,
             )
             assert [str(v) for v in found] == expected, seed
+
+
+# --- the same rules on plain prefix sets (real daemons, tests/netns) ------------------------
+
+
+def spaces(engines: dict[str, ClaimEngine]) -> tuple[dict[str, list[Prefix]], ...]:
+    """What check_space_safety is given for ``engines``: managed and local space."""
+    return (
+        {n: e.managed_space(now=NOW) for n, e in engines.items()},
+        {n: e.local_space(now=NOW) for n, e in engines.items()},
+    )
+
+
+def test_space_safety_finds_what_the_engine_check_finds() -> None:
+    """Every state of the tests above: the same violations, in the same order."""
+    states = [converged()]
+    broken = converged()
+    broken["T2a"] = engine("T2a", "239.192.0.0/20", local=("239.192.8.0/21",))
+    states.append(broken)
+    outside = converged()
+    outside["C7a"] = engine("C7a", "239.193.0.0/24")
+    states.append(outside)
+    disagree = converged()
+    disagree["C5c"] = engine("C5c", "239.192.1.0/24")
+    states.append(disagree)
+    local = converged()
+    for node in ("P3a", "P3b"):
+        local[node] = engine(node, "239.192.0.0/22", local=("239.192.0.0/23",))
+    states.append(local)
+    for engines in states:
+        managed, local_space = spaces(engines)
+        expected = check_safety(TOPO, engines, now=NOW)
+        assert check_space_safety(TOPO, managed, local_space) == expected
+    assert [v.rule for v in check_space_safety(TOPO, *spaces(outside))] == ["nesting"]
+
+
+def test_space_safety_nesting_without_a_running_parent_uses_the_given_parent_space() -> None:
+    engines = converged()
+    for node in ("P4a", "P4b"):
+        del engines[node]
+    managed, local = spaces(engines)
+    # Nothing known of P4's space: C6a, C6b and C7a manage space outside it.
+    assert [v.rule for v in check_space_safety(TOPO, managed, local)] == ["nesting"] * 3
+    p4 = [IPv4Network("239.192.16.0/22")]
+    known = {"C6a": p4, "C6b": p4, "C7a": p4}
+    assert check_space_safety(TOPO, managed, local, parent_space=known) == []
+    # What one node knows is its own: C7a knowing nothing breaks the rule for it alone.
+    found = check_space_safety(TOPO, managed, local, parent_space={"C6a": p4, "C6b": p4})
+    assert [v.rule for v in found] == ["nesting"] and "C7a" in found[0].message
+
+
+def test_space_safety_takes_any_iterables_and_refuses_local_space_of_unknown_nodes() -> None:
+    managed = {"T1a": iter([IPv4Network("239.192.0.0/20")])}
+    assert check_space_safety(TOPO, managed, {"T1a": ()}) == []
+    with pytest.raises(ValueError, match="T2a"):
+        check_space_safety(TOPO, {"T1a": []}, {"T2a": []})
