@@ -805,6 +805,9 @@ class PolicyConfig(_Model):
         return self
 
 
+_MD5_KEY_MAX: Final = 80  # octets (Linux TCP_MD5SIG_MAXKEYLEN)
+
+
 class PeerConfig(_Model):
     """One ``[[peers]]`` entry: a MASC session this node keeps."""
 
@@ -822,7 +825,7 @@ class PeerConfig(_Model):
     # §14 "allow peering only with trustworthy nodes": TCP MD5 signatures (RFC 2385), the
     # key given here or read from a file (the first line, without its newline), and GTSM
     # (RFC 5082): accept segments only from at most this many routers away.
-    password: Annotated[SecretStr, Field(min_length=1, max_length=80)] | None = None
+    password: Annotated[SecretStr, Field(min_length=1)] | None = None
     password_file: FilePath | None = None
     ttl_security: Annotated[int, Field(strict=True, ge=1, le=254)] | None = None
     # §14 flood limits (masc.protocol.limits): claims held from this session at once,
@@ -886,30 +889,25 @@ class PeerConfig(_Model):
             yield ("password_file",), "set either password or password_file, not both"
             return
         if self.password is not None:
-            key = self.password.get_secret_value().encode()
-            if len(key) > 80:
-                yield (
-                    ("password",),
-                    f"is {len(key)} octets in UTF-8; TCP MD5 keys are at most 80 (RFC 2385)",
-                )
+            key, where, what = self.password.get_secret_value().encode(), "password", ""
+        elif self.password_file is not None:
+            try:
+                text = self.password_file.read_bytes()
+            except OSError as error:
+                yield ("password_file",), f"cannot read {self.password_file}: {error.strerror}"
                 return
-            self._md5_key = key
+            key = text.split(b"\n", 1)[0].rstrip(b"\r")
+            where, what = "password_file", f"the key in {self.password_file} "
+            if not key:
+                yield (where,), f"{self.password_file} holds no key on its first line"
+                return
+        else:
             return
-        if self.password_file is None:
-            return
-        try:
-            text = self.password_file.read_bytes()
-        except OSError as error:
-            yield ("password_file",), f"cannot read {self.password_file}: {error.strerror}"
-            return
-        key = text.split(b"\n", 1)[0].rstrip(b"\r")
-        if not key:
-            yield ("password_file",), f"{self.password_file} holds no key on its first line"
-        elif len(key) > 80:
+        if len(key) > _MD5_KEY_MAX:
             yield (
-                ("password_file",),
-                f"the key in {self.password_file} is {len(key)} octets; TCP MD5 keys are at "
-                "most 80 (RFC 2385, Linux TCP_MD5SIG_MAXKEYLEN)",
+                (where,),
+                f"{what}is {len(key)} octets; TCP MD5 keys are at most {_MD5_KEY_MAX} "
+                "(RFC 2385, Linux TCP_MD5SIG_MAXKEYLEN)",
             )
         else:
             self._md5_key = key

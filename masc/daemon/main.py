@@ -284,12 +284,11 @@ class Daemon:
         hops = [p.ttl_security for p in peers]
         if peers and all(h is not None for h in hops):
             set_gtsm(sock, family, max(h for h in hops if h is not None))
-        elif any(h is not None for h in hops):
-            set_gtsm(sock, family, None)
-            if self._listener_min_ttl:
-                clear_min_ttl(sock, family)
-        elif self._listener_min_ttl:
+            return
+        if self._listener_min_ttl:
             clear_min_ttl(sock, family)
+        if any(h is not None for h in hops):
+            set_gtsm(sock, family, None)
 
     def _secure_listeners(self) -> None:
         """After a reload: the listeners take the new keys and TTL settings.  A kernel

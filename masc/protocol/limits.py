@@ -113,14 +113,11 @@ class UpdateLimiter:
         limits = self.limits
         exceeded: list[Exceeded] = []
         if limits.max_update_rate is not None and not self._take_token(now):
-            if self._cross("max_update_rate"):
-                exceeded.append(
-                    Exceeded(
-                        "max_update_rate",
-                        limits.action,
-                        f"more than {limits.max_update_rate:g} UPDATEs/s (burst {limits.burst:g})",
-                    )
-                )
+            self._exceed(
+                "max_update_rate",
+                f"more than {limits.max_update_rate:g} UPDATEs/s (burst {limits.burst:g})",
+                exceeded,
+            )
             if limits.action is LimitAction.RESET:
                 return Admission(None, tuple(exceeded), len(update.attributes), reset=True)
             if limits.action is LimitAction.DROP:
@@ -134,14 +131,9 @@ class UpdateLimiter:
             if self._admit_claim(claim, now):
                 kept.append(claim)
                 continue
-            if self._cross("max_claims"):
-                exceeded.append(
-                    Exceeded(
-                        "max_claims",
-                        limits.action,
-                        f"more than {limits.max_claims} claims held from this peer",
-                    )
-                )
+            self._exceed(
+                "max_claims", f"more than {limits.max_claims} claims held from this peer", exceeded
+            )
             if limits.action is LimitAction.RESET:
                 return Admission(None, tuple(exceeded), len(update.attributes), reset=True)
             if limits.action is LimitAction.WARN:
@@ -215,9 +207,9 @@ class UpdateLimiter:
         for key in [k for k, (until, _) in self._held.items() if until <= now]:
             del self._held[key]
 
-    def _cross(self, limit: str) -> bool:
-        """True the first time ``limit`` is exceeded since it was last respected."""
-        if limit in self._over:
-            return False
-        self._over.add(limit)
-        return True
+    def _exceed(self, limit: str, detail: str, into: list[Exceeded]) -> None:
+        """Report ``limit`` into ``into`` the first time it is exceeded since it was last
+        respected."""
+        if limit not in self._over:
+            self._over.add(limit)
+            into.append(Exceeded(limit, self.limits.action, detail))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from ipaddress import IPv4Network, ip_network
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,6 @@ TLD1, TLD2, CHILD = 65101, 65102, 65103
 N_T1, N_T2, N_C = 41, 42, 43
 POOL = "239.192.0.0/14"
 TIMERS = 'waiting_period = "3s"\ninitiate_claim_delay = "1s"\nclock_skew_grace = "2s"'
-
-
-@pytest.fixture
-def cluster() -> Iterator[dict[int, Daemon]]:
-    daemons: dict[int, Daemon] = {}
-    yield daemons
-    for d in daemons.values():
-        d.stop()
 
 
 def _start(

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -37,15 +36,6 @@ from tests.e2e.daemons import PORT, Daemon, Peer, addr, render
 pytestmark = pytest.mark.processes
 
 TLD1, TLD2, CHILD = 65001, 65002, 65003
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[dict[int, Daemon]]:
-    """Daemons a test starts; all are stopped afterwards, whatever happened."""
-    daemons: dict[int, Daemon] = {}
-    yield daemons
-    for d in daemons.values():
-        d.stop()
 
 
 def start(
@@ -344,9 +334,18 @@ def read_eof(sock: socket.socket) -> bool:
 
 
 def raw_peer_established(
-    *, daemon_node: int, node: int, domain: int, role: Role, retry: float = 0
+    *,
+    daemon_node: int,
+    node: int,
+    domain: int,
+    role: Role,
+    retry: float = 0,
+    parent: int | None = None,
 ) -> tuple[socket.socket, Framer]:
-    """Open a session to the daemon as peer ``node`` and bring it to Established."""
+    """Open a session to the daemon as peer ``node`` and bring it to Established.
+
+    ``parent`` is the OPEN's Parent's Domain ID; by default the daemon's domain (we are
+    its child), TLD_ID (0) for a sibling TLD."""
     deadline = time.monotonic() + retry
     while True:
         sock = connect_from(node, daemon_node, retry=retry)
@@ -363,7 +362,16 @@ def raw_peer_established(
     assert isinstance(theirs, Open)
     node_id = NodeId(int.from_bytes(socket.inet_aton(addr(node)), "big"))
     sock.sendall(
-        encode(Open(AddressFamily.IPV4, role, 30, DomainId(domain), node_id, theirs.domain_id))
+        encode(
+            Open(
+                AddressFamily.IPV4,
+                role,
+                30,
+                DomainId(domain),
+                node_id,
+                theirs.domain_id if parent is None else DomainId(parent),
+            )
+        )
     )
     assert isinstance(read_message(sock, framer), Keepalive)
     sock.sendall(encode(Keepalive()))

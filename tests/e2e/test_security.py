@@ -12,29 +12,20 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 
-from masc.protocol.constants import AddressFamily, ClaimType, Role
-from masc.protocol.wire import DomainId, Framer, Keepalive, NodeId, Open, Update, encode
+from masc.protocol.constants import ClaimType, Role
+from masc.protocol.wire import DomainId, NodeId, Update, encode
 from masc.protocol.wire.messages import Claim
 from tests.e2e.daemons import Daemon, Peer, addr, render
-from tests.e2e.test_daemons import connect_from, read_message
+from tests.e2e.test_daemons import raw_peer_established
 
 pytestmark = pytest.mark.processes
 
 TIMERS = 'waiting_period = "3s"\ninitiate_claim_delay = "1s"\nclock_skew_grace = "2s"'
-
-
-@pytest.fixture
-def cluster() -> Iterator[dict[int, Daemon]]:
-    daemons: dict[int, Daemon] = {}
-    yield daemons
-    for d in daemons.values():
-        d.stop()
 
 
 def _tld(node: int, domain: int, peers: list[Peer], workdir: Path, peer_keys: str) -> str:
@@ -89,29 +80,6 @@ def test_rfc2385_a_peer_with_the_wrong_md5_key_never_reaches_established(
 # --- a flood of colliding claims ---------------------------------------------------------------
 
 
-def _sibling_tld(daemon_node: int, node: int, domain: int) -> tuple[socket.socket, Framer]:
-    """A raw-socket sibling TLD brought to Established (Parent's Domain ID = TLD_ID)."""
-    deadline = time.monotonic() + 15
-    while True:
-        sock = connect_from(node, daemon_node, retry=15)
-        framer = Framer()
-        try:
-            theirs = read_message(sock, framer)
-            break
-        except (AssertionError, OSError):
-            sock.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-    assert isinstance(theirs, Open)
-    node_id = NodeId(int.from_bytes(socket.inet_aton(addr(node)), "big"))
-    sock.sendall(encode(Open(AddressFamily.IPV4, Role.SIBLING, 30, DomainId(domain), node_id,
-                             DomainId(0))))  # fmt: skip
-    assert isinstance(read_message(sock, framer, skip_keepalives=False), Keepalive)
-    sock.sendall(encode(Keepalive()))
-    return sock, framer
-
-
 def _new_claim(prefix: str, domain: int, node: int) -> Claim:
     return Claim(
         type=ClaimType.NEW_CLAIM,
@@ -141,8 +109,12 @@ def test_s14_a_flood_of_colliding_claims_is_limited_and_does_not_starve_the_othe
         text = text.replace("domain_id = 65175\n", "domain_id = 65175\nmax_claims = 4\n", 1)
     d = cluster[d_node] = Daemon(d_node, text, tmp_path)
     d.wait_for(lambda r: r.get("event") == "started", timeout=15)
-    flood_sock, _ = _sibling_tld(d_node, flooder, 65175)
-    honest_sock, _ = _sibling_tld(d_node, honest, 65176)
+    flood_sock, _ = raw_peer_established(
+        daemon_node=d_node, node=flooder, domain=65175, role=Role.SIBLING, retry=15, parent=0
+    )
+    honest_sock, _ = raw_peer_established(
+        daemon_node=d_node, node=honest, domain=65176, role=Role.SIBLING, retry=15, parent=0
+    )
     try:
         flood = Update(tuple(_new_claim(p, 65175, flooder) for p in POOL_28S))
         flood_sock.sendall(encode(flood))
