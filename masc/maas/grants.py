@@ -170,6 +170,10 @@ class _Maas:
     outstanding: int = 0  # explicit requests not yet granted (addresses, rounded)
     unmet: int = 0  # the usage-driven block that could not be placed at the last attempt
     usage: dict[Prefix, int] | None = None  # in use per grant, cached for demand()
+    # _growth's answer and what it depends on (in use, rate, active grants): a MAAS with
+    # many grants is asked on every serve pass, mostly with nothing changed.
+    growth: tuple[tuple[int, float, int], int] | None = None
+    version: int = 0  # bumped whenever a grant is added, changed or removed
 
     def active_total(self) -> int:
         return sum(g.prefix.num_addresses for g in self.grants.values() if g.active)
@@ -543,12 +547,17 @@ class GrantTable:
         """The block a MAAS should get now, or 0: ``plan_growth``'s size for a new prefix
         (§17.1.2-§17.1.3), over the MAAS's active grants, never below ``min_grant``.  Its
         §17.1.4 doubling and prefix cap do not apply: a grant grows by a neighbour block."""
+        key = (entry.in_use, entry.rate, entry.version)
+        if entry.growth is not None and entry.growth[0] == key:
+            return entry.growth[1]
         usage = Demand(in_use=entry.in_use, rate=entry.rate)
         if predicted(usage, self._config.horizon) == 0:
             usage = Demand(requested=1)  # the pool every MAAS keeps (module docstring)
         held = [Held(g.prefix, renewing=g.active) for g in entry.grants.values()]
         grow = plan_growth(held, 0, usage, self._config.horizon, self._planner)
-        return 0 if grow is None else max(grow.size, self._config.min_grant)
+        size = 0 if grow is None else max(grow.size, self._config.min_grant)
+        entry.growth = (key, size)
+        return size
 
     def _put(self, grant: Grant) -> None:
         entry = self._maas[grant.maas]
@@ -557,6 +566,7 @@ class GrantTable:
             entry.usage = None
         self._grants[grant.prefix] = grant
         entry.grants[grant.prefix] = grant
+        entry.version += 1
         self._deadline_stale = True
         self._demand = None
 
@@ -564,6 +574,7 @@ class GrantTable:
         entry = self._maas[grant.maas]
         del self._grants[grant.prefix]
         del entry.grants[grant.prefix]
+        entry.version += 1
         entry.usage = None
         self._warned.pop(grant.prefix, None)
         self._free_changed = True

@@ -1552,8 +1552,8 @@ class ClaimEngine:
     def _note_stuck(self, kind: SpaceKind, parents: list[DomainId | None]) -> None:
         """A new claim found no room (see :class:`_Stuck`); only DOMAIN space: a LOCAL one
         makes room by expanding (_expand_for_room), which must be retried."""
-        if kind is not DOMAIN or any(held.can_double for held in self._held(kind)):
-            return  # a prefix that can double may grow by expansion instead (§5.3)
+        if kind is not DOMAIN:
+            return
         now, bits, until = self._now, -1, float("inf")
         taken = self._cache_taken(kind)
         fixed = self._occupied(kind)
@@ -1807,6 +1807,21 @@ class ClaimEngine:
             near=near,
         )
 
+    def _expand_instead(self, kind: SpaceKind) -> None:
+        """§17.1.4 "double in place": a new claim of the size the demand asks for cannot be
+        placed (:class:`_Stuck`), so double the largest held prefix that can, if one can and
+        no expansion is under way.  Less than was asked, but usable one waiting period
+        from now, where the new claim would only be retried and fail again."""
+        if self._expanding(kind):
+            return
+        can = [h.prefix for h in self._held(kind) if h.renewing and h.can_double]
+        if not can:
+            return
+        best = max(can, key=lambda p: (p.num_addresses, -int(p.network_address)))
+        alloc = self.allocations.get((kind, best))
+        if alloc is not None:
+            self._schedule_expansion(alloc)
+
     def _expand_for_room(self) -> None:
         """Schedule a §5.3 expansion of a DOMAIN prefix of ours whose other half is free."""
         if self._expanding(DOMAIN) or self._expanding(LOCAL):
@@ -1983,6 +1998,9 @@ class ClaimEngine:
         if chosen is None:
             if scheduled.prefix is None and parents:
                 self._note_stuck(kind, parents)
+                if scheduled.automatic:
+                    # Grow by what a doubling in place gives instead (choice 102).
+                    self._expand_instead(kind)
             what = scheduled.prefix or f"{scheduled.size} addresses"
             self._events.append(
                 PolicyNotice("claim_impossible", f"cannot claim {what} ({kind.value}) now")

@@ -138,7 +138,57 @@ def test_s11_1_a_difference_in_any_listed_field_is_not_a_duplicate(field: str) -
     cache.add(CacheEntry(BASE, "s", None))
     assert identity(CHANGED[field]) != identity(BASE)
     assert cache.add(CacheEntry(CHANGED[field], "s", None))
+    assert CHANGED[field] in cache
+    # A later timestamp of the same subject is a renewal: it replaces the older entry.
+    assert len(cache) == (1 if field == "Claim Timestamp" else 2)
+
+
+# --- renewals replace what they renew (docs/conformance.md choice 103) ----------------------
+
+
+def test_a_renewal_replaces_the_entry_it_renews() -> None:
+    cache = ClaimCache(GRACE)
+    cache.add(CacheEntry(BASE, "s", None))
+    renewal = replace(BASE, timestamp=BASE.timestamp + 172_800)
+    assert cache.add(CacheEntry(renewal, "s", None))
+    assert BASE not in cache and renewal in cache
+    assert [e.claim for e in cache.of_origin(ClaimType.PREFIX_IN_USE, BASE.origin_domain)] == [
+        renewal
+    ]
+
+
+def test_an_older_copy_arriving_after_the_renewal_is_stale() -> None:
+    """Not stored, so the engine does not pass it on (ClaimCache.add returns False)."""
+    cache = ClaimCache(GRACE)
+    renewal = replace(BASE, timestamp=BASE.timestamp + 172_800)
+    cache.add(CacheEntry(renewal, "s", None))
+    assert not cache.add(CacheEntry(BASE, "other", None))
+    assert len(cache) == 1 and renewal in cache
+
+
+def test_a_newer_claim_that_holds_less_long_does_not_replace_the_older() -> None:
+    """The older one still holds its space after the newer one expires: both are kept."""
+    cache = ClaimCache(GRACE)
+    cache.add(CacheEntry(BASE, "s", None))
+    shorter = replace(BASE, timestamp=BASE.timestamp + 10, holdtime=BASE.holdtime - 100)
+    assert cache.add(CacheEntry(shorter, "s", None))
     assert len(cache) == 2
+    third = replace(BASE, timestamp=BASE.timestamp + 20)
+    assert cache.add(CacheEntry(third, "s", None))  # replaces the newest only
+    assert BASE in cache and shorter not in cache and third in cache
+    for gone in cache.purge(third.timestamp + third.holdtime + GRACE):
+        assert gone.claim in (BASE, third)
+    assert len(cache) == 0
+
+
+def test_renewals_of_other_subjects_are_kept_apart() -> None:
+    cache = ClaimCache(GRACE)
+    cache.add(CacheEntry(BASE, "s", None))
+    other_node = replace(BASE, origin_node=NodeId(2), timestamp=BASE.timestamp + 5)
+    other_type = replace(BASE, type=ClaimType.CLAIM_TO_EXPAND, timestamp=BASE.timestamp + 5)
+    assert cache.add(CacheEntry(other_node, "s", None))
+    assert cache.add(CacheEntry(other_type, "s", None))
+    assert len(cache) == 3
 
 
 def test_cache_get_and_discard() -> None:
@@ -191,6 +241,8 @@ def test_s12_3_entry_is_purged_after_holdtime_plus_grace() -> None:
 def test_s12_3_purge_keeps_younger_entries() -> None:
     cache = ClaimCache(GRACE)
     old, young = _entry(T0), _entry(T0 + 10_000)
+    # Another node's claim: the same node's later one would replace it (choice 103).
+    young = CacheEntry(replace(young.claim, origin_node=NodeId(9)), "s", None)
     cache.add(old)
     cache.add(young)
     assert cache.next_purge() == old.expires + GRACE

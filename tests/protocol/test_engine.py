@@ -1198,6 +1198,27 @@ def test_s11_7_3_clash_withdraw_of_a_shorter_held_subrange_stays_in_the_grib() -
     assert not any(p.overlaps(part) for p in net["x"].local_space())
 
 
+def test_s12_4_the_winners_renewals_keep_us_yielding_though_each_replaces_the_last() -> None:
+    """The winner renews its PREFIX_IN_USE with later timestamps (which alone would lose
+    to ours), and each renewal replaces the cached one before it (choice 103): we still
+    yield, with a new WITHDRAW per renewal, and never use the range again."""
+    net = world()
+    ours = allocated(net)
+    part = sub(ours, 26, 1)
+    first = _clash(net, ours, part, 20 * DAY)
+    net.inject("s", "x", first)
+    for n in (1, 2, 3):
+        net.run_for(2 * DAY)
+        renewal = replace(first, timestamp=int(net.now))
+        events = net.inject("s", "x", renewal)
+        withdraws = [c for c in sends(events) if c.type is WD]
+        assert [(w.timestamp, w.prefix) for w in withdraws[:1]] == [(renewal.timestamp, part)]
+        cached = [e.claim for e in net["x"].cache.of_origin(PIU, DomainId(S_DOM))]
+        # The renewal replaced the one before it.
+        assert [(c.timestamp, c.prefix) for c in cached] == [(renewal.timestamp, part)], n
+        assert not any(p.overlaps(part) for p in net["x"].local_space())
+
+
 # --- §11.8 replay on session establishment ------------------------------------------------
 
 
@@ -1551,14 +1572,25 @@ def test_s17_1_5_a_parent_never_shrinks_away_from_its_children() -> None:
 
 
 def test_s17_1_2_a_parent_counts_each_child_prefix_once() -> None:
-    """A child's renewal caches a second PREFIX_IN_USE for the same prefix (a new
-    timestamp): the parent's demand still counts the prefix once."""
+    """A child's renewal announces its prefix again with a new timestamp: it replaces the
+    cached PREFIX_IN_USE it renews (choice 103), and the parent's demand counts the prefix
+    once."""
     net = _hierarchy()
     net.call("top", "set_demand", Demand(in_use=0))
-    net.run_for(10 * DAY)
+    net.run_for(3 * DAY)
+
+    def announced() -> dict[tuple[int, Prefix], int]:
+        piu = [e.claim for e in net["top"].cache if e.claim.type is ClaimType.PREFIX_IN_USE]
+        once = {(c.origin_domain, c.prefix): c.timestamp for c in piu}
+        assert len(once) == len(piu)  # one entry per announcing domain and prefix
+        return once
+
+    first = announced()
+    net.run_for(7 * DAY)
     top = net["top"]
-    piu = [e for e in top.cache if e.claim.type is ClaimType.PREFIX_IN_USE]
-    assert len(piu) > len({(e.claim.origin_domain, e.claim.prefix) for e in piu})
+    later = announced()
+    # Renewals happened (a newer timestamp for a prefix already announced) and replaced it.
+    assert any(later.get(k, 0) > ts for k, ts in first.items())
     held = top.allocations.items()
     local = sum(a.prefix.num_addresses for (k, _), a in held if k is SpaceKind.LOCAL)
     children = net["x"].managed_space() + net["y"].managed_space()

@@ -19,6 +19,7 @@ from masc.protocol.constants import ClaimType, Role
 from masc.protocol.engine import LocalPiece
 from masc.protocol.events import (
     ClaimSent,
+    PolicyNotice,
     PrefixAllocated,
     PrefixDeprecated,
     PrefixGone,
@@ -26,7 +27,16 @@ from masc.protocol.events import (
 )
 from masc.protocol.wire.messages import DomainId, Prefix
 from tests.protocol.engine_helpers import DAY, T0, WAIT, Net, net4, of_type, rejects
-from tests.protocol.test_engine import CTE, PIU, allocated, kid, sib, sub, world
+from tests.protocol.test_engine import (
+    CTE,
+    PARENT_SPACE,
+    PIU,
+    allocated,
+    kid,
+    sib,
+    sub,
+    world,
+)
 
 DOMAIN = SpaceKind.DOMAIN
 
@@ -463,3 +473,36 @@ def test_s5_3_an_expansion_not_of_the_doubled_prefix_checks_all_of_its_range() -
     engine = net["x"]
     assert theirs not in engine._occupied_around(DOMAIN, ours)
     assert theirs in engine._occupied_around(DOMAIN, ours, within=larger)
+
+
+def test_s17_1_4_a_domain_that_cannot_place_a_new_prefix_doubles_one_in_place() -> None:
+    """Choice 102: the demand asks for a new /22 (a doubling would add too little), the
+    parent's space has no free /22 (a sibling holds everything but our /24's /23), so
+    the planned claim fails; the /24 is then doubled in place instead, and the failed
+    claim is not retried every 10 minutes meanwhile."""
+    net = world()
+    ours = allocated(net)
+    buddy = next(ours.supernet().address_exclude(ours))
+    space = ip_network(PARENT_SPACE)
+    for prefix in space.address_exclude(ours.supernet()):
+        net.inject("s", "x", sib(PIU, prefix, ts=net.now))
+    net.clear()
+    net.call("x", "set_demand", Demand(in_use=1000))  # needs ~1,100: a new /22
+    net.run_for(2 * 600)  # the §5.1 a) delays of the new claim, then of the expansion
+    sent = net.events("x", ClaimSent)
+    assert [(c.purpose, c.claim.type, c.claim.prefix) for c in sent] == [
+        ("expand", ClaimType.CLAIM_TO_EXPAND, ours.supernet())
+    ]
+    impossible = [n for n in net.events("x", PolicyNotice) if n.event == "claim_impossible"]
+    assert len(impossible) == 1  # the /22, tried once
+    net.run_for(WAIT + 10)
+    assert net["x"].managed_space() == [ours.supernet()]  # ours and its buddy
+    assert buddy.subnet_of(ours.supernet())
+    # The doubling changed what is held, so the /22 was tried once more and failed; with
+    # nothing left to double, nothing is tried again until the room changes (here: not
+    # before the /23's renewal, 48 hours after it was allocated).
+    impossible = [n for n in net.events("x", PolicyNotice) if n.event == "claim_impossible"]
+    assert len(impossible) == 2
+    net.clear()
+    net.run_for(DAY + 12 * 3600)
+    assert net.events("x", PolicyNotice) == [] and net.events("x", ClaimSent) == []
