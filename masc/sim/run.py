@@ -18,10 +18,13 @@ One run, in virtual time (``trio.testing.MockClock(autojump_threshold=0)``):
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -110,6 +113,23 @@ def default_out_dir(scenario: SimScenario) -> Path:
     return Path("sim-out") / scenario.name
 
 
+# The cyclic garbage collector's thresholds during a run: a simulation allocates millions
+# of long-lived objects (cached claims, grants) and very little cyclic garbage, so the
+# default (a young collection every 700 allocations, older ones in proportion) spent about
+# a fifth of a 1,000-domain run scanning live objects.  Cycles are still collected.
+_GC_THRESHOLDS: Final = (100_000, 50, 100)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    saved = gc.get_threshold()
+    gc.set_threshold(*_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+
+
 def run_simulation(
     scenario: SimScenario, out_dir: str | os.PathLike[str] | None, *, plot_png: bool = True
 ) -> Report:
@@ -118,7 +138,8 @@ def run_simulation(
     if plot_png and out_dir is not None:
         check_plotting()
     clock = trio.testing.MockClock(autojump_threshold=0)
-    report = trio.run(simulate, scenario, clock=clock)
+    with _fewer_collections():
+        report = trio.run(simulate, scenario, clock=clock)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from masc.protocol.constants import Role
 from masc.protocol.wire.messages import DomainId, NodeId
 from masc.sim.demand import (
     LOOKAHEAD,
+    TICK,
     DemandDriver,
     DemandSpec,
     DomainDemand,
@@ -367,3 +368,31 @@ async def test_a_poisson_load_is_served_at_once_after_the_bootstrap(autojump_clo
         assert s.waiting == 0
         assert s.in_use <= s.granted
     assert net.check_safety() == []
+
+
+async def test_driver_visits_every_maas_due_in_one_tick_at_once(
+    autojump_clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver wakes on TICK boundaries only, however many MAASs are due in between:
+    every visit happens at a multiple of TICK (after its own due time), and there are
+    fewer distinct wake-ups than visits."""
+    visits: list[float] = []
+    visit = DemandDriver._visit
+
+    async def recorded(self: DemandDriver, m: object, now: float) -> None:
+        visits.append(now)
+        await visit(self, m, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DemandDriver, "_visit", recorded)
+    net = SimNetwork(two_tlds(), timers=FAST, maas=GrantConfig(), seed=1, record=False)
+    spec = DemandSpec(arrivals_per_hour=30, lifetime_median=2 * HOUR, after=HOUR)
+    driver = DemandDriver(net, spec, seed=SEED)
+    async with net.running(), trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        await net.advance(DAY)
+        nursery.cancel_scope.cancel()
+    assert len(visits) > 50
+    # Visits prompted by grants come at once; all the others on a tick.
+    on_tick = [t for t in visits if math.isclose(t / TICK, round(t / TICK), abs_tol=1e-9)]
+    assert len(on_tick) >= 0.9 * len(visits)
+    assert len(set(visits)) < len(visits)

@@ -13,6 +13,7 @@ demand), and some children are left without space.
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import trio
 import trio.testing
 
 from masc.sim.metrics import Report
-from masc.sim.run import run_scenario_file, run_simulation, simulate
+from masc.sim.run import _GC_THRESHOLDS, run_scenario_file, run_simulation, simulate
 from masc.sim.scenario_file import SimScenario, load_and_resolve
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -181,3 +182,22 @@ def test_run_simulation_without_plot_or_files(tmp_path: Path) -> None:
     report = run_simulation(s, None)
     assert report.totals["virtual_hours"] == pytest.approx(12.0)
     assert not (tmp_path / "sim-out").exists()
+
+
+def test_a_run_collects_cyclic_garbage_less_often_and_restores_the_thresholds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's gc thresholds are raised (masc.sim.run._GC_THRESHOLDS) and put back."""
+    seen: list[tuple[int, ...]] = []
+    real = simulate
+
+    async def recording(scenario: SimScenario) -> Report:
+        seen.append(gc.get_threshold())
+        return await real(scenario)
+
+    monkeypatch.setattr("masc.sim.run.simulate", recording)
+    before = gc.get_threshold()
+    s = scenario(tmp_path, FIGURE1.replace('duration = "3d"', 'duration = "2h"'))
+    run_simulation(s, None)
+    assert seen == [_GC_THRESHOLDS] and _GC_THRESHOLDS[0] > before[0]
+    assert gc.get_threshold() == before
