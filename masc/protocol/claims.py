@@ -49,20 +49,17 @@ def is_hint(claim: Claim) -> bool:
 Identity = tuple[Role, bool, ClaimType, AddressFamily, int, int, int, DomainId, NodeId, Prefix]
 
 
-# What a newer announcement of the same thing replaces (ClaimCache.add): the identity less
-# the timestamp, the lifetimes and the Deprecated bit.
-Subject = tuple[Role, ClaimType, AddressFamily, DomainId, NodeId, Prefix]
-
-
-def subject(claim: Claim) -> Subject:
-    """The claim's :data:`Subject`: who announces what, of which type, as seen here."""
+def same_subject(a: Claim, b: Claim) -> bool:
+    """Whether ``b`` announces what ``a`` does (ClaimCache.add): the same updated Origin
+    Role, Type, family, Origin Domain and Node and prefix; the timestamp, the lifetimes
+    and the Deprecated bit may differ."""
     return (
-        claim.origin_role,
-        claim.type,
-        claim.family,
-        claim.origin_domain,
-        claim.origin_node,
-        claim.prefix,
+        a.prefix == b.prefix
+        and a.origin_node == b.origin_node
+        and a.origin_role is b.origin_role
+        and a.type is b.type
+        and a.origin_domain == b.origin_domain
+        and a.family is b.family
     )
 
 
@@ -133,7 +130,6 @@ class ClaimCache:
         self._expiry: list[tuple[int, int, Identity]] = []
         self._watched: list[tuple[int, int, Identity]] = []
         self._seq: dict[Identity, int] = {}
-        self._latest: dict[Subject, Identity] = {}  # the newest entry of each subject
         self._next_seq = 0
         # Latest expiry among CHILD-role entries of other domains (never lowered: an entry
         # leaves the cache only once expired, so "some such entry is live" is exactly
@@ -171,24 +167,21 @@ class ClaimCache:
         A renewal announces the same prefix again with a new timestamp, which makes a new
         §11.1 identity: kept side by side, a 30-day claim renewed every 48 hours would be
         cached 15 times over by every node that hears it (Appendix B), all saying the same
-        thing.  So a newer entry of the same :data:`Subject` that holds at least as long
-        replaces the older one, and an older one arriving late (over a slower path) is
-        stale: not stored, and so not passed on (docs/conformance.md choice 103)."""
+        thing.  So a newer entry of the same subject (:func:`same_subject`) that holds at
+        least as long replaces the older one, and an older one arriving late (over a
+        slower path) is stale: not stored, and so not passed on (docs/conformance.md
+        choice 103)."""
         c = entry.claim
         key = identity(c)
         if key in self._entries:
             return False
-        topic = subject(c)
-        older_key = self._latest.get(topic)
-        if older_key is not None:
-            older = self._entries[older_key]
+        same = [e for e in self.of_origin(c.type, c.origin_domain) if same_subject(c, e.claim)]
+        if same:
+            older = max(same, key=lambda e: e.claim.timestamp)
             if c.timestamp > older.claim.timestamp and entry.expires >= older.expires:
-                self._remove(older_key)  # superseded: the space is held no less
-                older_key = None
+                self._remove(identity(older.claim))  # superseded: held no less long
             elif c.timestamp < older.claim.timestamp and entry.expires <= older.expires:
                 return False  # stale: the newer entry says all this one does
-        if older_key is None or c.timestamp > self._entries[older_key].claim.timestamp:
-            self._latest[topic] = key
         self._entries[key] = entry
         self._by_type.setdefault(c.type, {})[key] = entry
         self._by_origin.setdefault((c.type, c.origin_domain), {})[key] = entry
@@ -232,9 +225,6 @@ class ClaimCache:
     def _remove(self, key: Identity) -> CacheEntry:
         entry = self._entries.pop(key)
         c = entry.claim
-        topic = subject(c)
-        if self._latest.get(topic) == key:
-            del self._latest[topic]
         self._changed(c, -1)
         del self._by_type[c.type][key]
         del self._by_origin[(c.type, c.origin_domain)][key]

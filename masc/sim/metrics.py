@@ -48,7 +48,7 @@ import math
 import resource
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from itertools import compress
 from operator import attrgetter, ne
 from typing import Any, Final
@@ -106,7 +106,9 @@ class Report:
     ok: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields by name.  They hold JSON values already, and are shared, not copied:
+        ``dataclasses.asdict``'s deep copy of 8,000 domains' figures took seconds."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Report:
