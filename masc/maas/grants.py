@@ -227,6 +227,8 @@ class GrantTable:
         """A reload's new settings: grants already made stay as they are; the next
         placement, sizing and expiry warning use the new values."""
         self._set_config(config, strategy)
+        for entry in self._maas.values():
+            entry.growth = None  # sized with the old horizon, band and minimum
         self._free_changed = True  # serve again at the next sync: sizes may differ now
         self._deadline_stale = True
         self._warned.clear()

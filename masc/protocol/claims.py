@@ -153,6 +153,16 @@ class ClaimCache:
     def __contains__(self, claim: Claim) -> bool:
         return identity(claim) in self._entries
 
+    def stale(self, claim: Claim) -> bool:
+        """Whether a newer entry of the same subject that holds at least as long is cached:
+        :meth:`add` would refuse ``claim`` (an older copy arriving late, choice 103)."""
+        return any(
+            same_subject(claim, e.claim)
+            and e.claim.timestamp > claim.timestamp
+            and e.expires >= claim.timestamp + claim.holdtime
+            for e in self.of_origin(claim.type, claim.origin_domain)
+        )
+
     def _is_watched(self, claim: Claim) -> bool:
         return (
             self.local is None

@@ -803,9 +803,11 @@ class ClaimEngine:
         if claim.timestamp + claim.holdtime <= now:
             return
         stored = _shared(replace(claim, origin_role=role))
-        if stored in self.cache:
+        if stored in self.cache or self.cache.stale(stored):
             # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
             # another path must not earn its sender a NOTIFICATION the first copy did not.
+            # So is an older copy of what a renewal replaced (choice 103): taken afresh it
+            # could collide with the renewal, or be refused where the renewal was not.
             return
         if self._third_party_refused(nb, claim, role):
             # §14: legal per Table 1, so no NOTIFICATION; just not believed.
@@ -1549,10 +1551,17 @@ class ClaimEngine:
             return None
         return stuck
 
-    def _note_stuck(self, kind: SpaceKind, parents: list[DomainId | None]) -> None:
+    def _note_stuck(
+        self, kind: SpaceKind, parents: list[DomainId | None], *, doubling_planned: bool
+    ) -> None:
         """A new claim found no room (see :class:`_Stuck`); only DOMAIN space: a LOCAL one
-        makes room by expanding (_expand_for_room), which must be retried."""
+        makes room by expanding (_expand_for_room), which must be retried.
+        ``doubling_planned``: the caller already turned to a doubling if one is possible
+        (_expand_instead); otherwise (an operator's claim) a prefix that can double may
+        still grow by the planner's expansion, which a record would hold back."""
         if kind is not DOMAIN:
+            return
+        if not doubling_planned and any(held.can_double for held in self._held(kind)):
             return
         now, bits, until = self._now, -1, float("inf")
         taken = self._cache_taken(kind)
@@ -1997,10 +2006,11 @@ class ClaimEngine:
                     break
         if chosen is None:
             if scheduled.prefix is None and parents:
-                self._note_stuck(kind, parents)
                 if scheduled.automatic:
-                    # Grow by what a doubling in place gives instead (choice 102).
+                    # Grow by what a doubling in place gives instead (choice 102), before
+                    # the stuck record is taken, so that it includes that expansion.
                     self._expand_instead(kind)
+                self._note_stuck(kind, parents, doubling_planned=scheduled.automatic)
             what = scheduled.prefix or f"{scheduled.size} addresses"
             self._events.append(
                 PolicyNotice("claim_impossible", f"cannot claim {what} ({kind.value}) now")

@@ -780,3 +780,21 @@ def test_random_walk_keeps_the_invariants(seed: int) -> None:
                 assert grant.expires == max(s.expires for s in home) > now, (step, grant)
                 assert grant.active == any(s.active for s in home), (step, grant)
     assert model.grants  # the walk did grant something
+
+
+def test_a_reload_that_lengthens_the_horizon_sizes_the_next_grant_anew() -> None:
+    """The table remembers each MAAS's growth between serve passes; a reconfigure (the
+    daemon's reload) changes what it is computed from, so the next sync grants by the new
+    horizon instead of the remembered size."""
+    table = make_table()
+    space = [piece("239.192.0.0/16", expires=1e9)]
+    table.sync(space, now=0)
+    table.register("m", ["global"], now=0)
+    table.report_usage("m", in_use=10, rate=0.01, by_prefix={}, now=0)
+    before = sum(g.prefix.num_addresses for g in table.grants("m"))
+    table.sync(space, now=1)
+    assert sum(g.prefix.num_addresses for g in table.grants("m")) == before  # nothing new
+    table.reconfigure(GrantConfig(horizon=100 * 3600.0), strategy="rbo")
+    table.sync(space, now=2)
+    after = sum(g.prefix.num_addresses for g in table.grants("m"))
+    assert after >= 0.01 * 100 * 3600  # ~3,600 addresses predicted over 100 hours

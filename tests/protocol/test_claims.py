@@ -166,6 +166,17 @@ def test_an_older_copy_arriving_after_the_renewal_is_stale() -> None:
     assert len(cache) == 1 and renewal in cache
 
 
+def test_stale_tells_the_engine_before_it_handles_an_older_copy() -> None:
+    cache = ClaimCache(GRACE)
+    renewal = replace(BASE, timestamp=BASE.timestamp + 172_800)
+    assert not cache.stale(BASE)
+    cache.add(CacheEntry(renewal, "s", None))
+    assert cache.stale(BASE) and not cache.stale(renewal)
+    longer = replace(BASE, holdtime=BASE.holdtime + 1_000_000)  # outlives the renewal
+    assert not cache.stale(longer)
+    assert not cache.stale(replace(BASE, origin_node=NodeId(9)))  # another subject
+
+
 def test_a_newer_claim_that_holds_less_long_does_not_replace_the_older() -> None:
     """The older one still holds its space after the newer one expires: both are kept."""
     cache = ClaimCache(GRACE)

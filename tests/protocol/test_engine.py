@@ -1219,6 +1219,48 @@ def test_s12_4_the_winners_renewals_keep_us_yielding_though_each_replaces_the_la
         assert not any(p.overlaps(part) for p in net["x"].local_space())
 
 
+def test_choice_103_a_replayed_copy_of_our_denied_claim_does_not_cancel_its_retry() -> None:
+    """Our renewal CTE(T1) is denied (lifetime), retried as CTE(T2) of the same prefix,
+    which replaces T1 in the cache.  An internal peer's §11.8 replay then brings T1 back:
+    it is stale (an older copy of what T2 replaced), dropped like a duplicate, so it
+    neither cancels T2 by §5.1.1 nor comes back as a pending claim of the refused
+    lifetime."""
+    net = world()
+    ours = allocated(net)
+    x = net["x"]
+    net.call("x", "renew", ours)
+    net.run_for(700)
+    (t1,) = [e.claim for e in net.events("x", ClaimSent)]
+    net.inject("p", "x", replace(t1, type=CD, origin_role=I, lifetime=int(10 * DAY)))
+    net.clear()
+    net.run_for(700)
+    (t2,) = [e.claim for e in net.events("x", ClaimSent)]
+    assert t2.prefix == t1.prefix and t2.timestamp > t1.timestamp
+    net.clear()
+    events = net.inject("i", "x", t1)
+    assert of_type(events, ClaimCancelled) == [] and rejects(events) == []
+    assert no_sends(events)  # not passed on either
+    assert [(p.claim.timestamp, p.claim.lifetime) for p in x.pending] == [
+        (t2.timestamp, t2.lifetime)
+    ]
+
+
+def test_choice_103_a_late_copy_of_a_denied_child_claim_earns_no_notification() -> None:
+    """A child's NEW_CLAIM(T1) is denied for its lifetime, its retry T2 of the same prefix
+    is accepted; a copy of T1 arriving later through the child's other node is stale: no
+    §8.3 "second offence" NOTIFICATION for a claim the child already replaced."""
+    net = world(policy=Policy(max_child_lifetime=10 * DAY))
+    ours = allocated(net)
+    block = sub(ours, 28, 3)
+    t1 = kid(NEW, block, ts=net.now, lifetime=20 * DAY)
+    first = net.inject("c", "x", t1)
+    assert any(n.event == "denied" or "denied" in n.message for n in of_type(first, PolicyNotice))
+    net.run_for(300)
+    net.inject("c", "x", kid(NEW, block, ts=net.now, lifetime=9 * DAY))
+    late = net.inject("c2", "x", t1)
+    assert rejects(late) == [] and no_sends(late)
+
+
 # --- §11.8 replay on session establishment ------------------------------------------------
 
 

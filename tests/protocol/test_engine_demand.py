@@ -506,3 +506,23 @@ def test_s17_1_4_a_domain_that_cannot_place_a_new_prefix_doubles_one_in_place() 
     net.clear()
     net.run_for(DAY + 12 * 3600)
     assert net.events("x", PolicyNotice) == [] and net.events("x", ClaimSent) == []
+
+
+def test_choice_102_a_failed_operator_claim_does_not_hold_back_a_doubling() -> None:
+    """An operator's claim that cannot be placed is not turned into a doubling (the
+    operator asked for a new prefix), and it leaves no stuck record while one of ours can
+    double: the demand that arrives next doubles it in place at once (§17.1.4), not after
+    what is held changes."""
+    net = world(initial_size=128, allocator=AllocatorConfig(max_prefixes=1))
+    ours = allocated(net)
+    for prefix in ip_network(PARENT_SPACE).address_exclude(ours.supernet()):
+        net.inject("s", "x", sib(PIU, prefix, ts=net.now))
+    net.clear()
+    net.call("x", "claim", 1024)  # no free /22 anywhere
+    net.run_for(700)
+    assert [n.event for n in net.events("x", PolicyNotice)] == ["claim_impossible"]
+    assert net.events("x", ClaimSent) == []
+    net.call("x", "set_demand", Demand(in_use=200))  # 128 held: double the /25
+    net.run_for(700)
+    sent = net.events("x", ClaimSent)
+    assert [(c.purpose, c.claim.prefix) for c in sent] == [("expand", ours.supernet())]
