@@ -313,6 +313,8 @@ class _Stuck:
     signature: tuple[object, ...]
     bits: int
     until: float
+    # The demand the failed claim was planned for: another may call for a doubling instead.
+    demand: Demand | None = None
 
 
 class RequestRefused(Exception):
@@ -1546,22 +1548,29 @@ class ClaimEngine:
         stuck = self._stuck.get(kind)
         if stuck is None:
             return None
-        if self._now >= stuck.until or stuck.signature != self._room_signature(kind):
+        if (
+            self._now >= stuck.until
+            or stuck.signature != self._room_signature(kind)
+            or stuck.demand != self._demand_for(kind)
+        ):
             del self._stuck[kind]
             return None
         return stuck
 
     def _note_stuck(
-        self, kind: SpaceKind, parents: list[DomainId | None], *, doubling_planned: bool
+        self, kind: SpaceKind, parents: list[DomainId | None], *, planned: bool
     ) -> None:
         """A new claim found no room (see :class:`_Stuck`); only DOMAIN space: a LOCAL one
         makes room by expanding (_expand_for_room), which must be retried.
-        ``doubling_planned``: the caller already turned to a doubling if one is possible
-        (_expand_instead); otherwise (an operator's claim) a prefix that can double may
-        still grow by the planner's expansion, which a record would hold back."""
+
+        ``planned``: the planner chose this new claim for the demand as it is, over
+        doubling a prefix that can (Appendix A), so until the room or the demand changes
+        it would choose it again and fail again (choice 102).  An operator's claim says
+        nothing of the demand: while a prefix can double, the planner's expansion must
+        stay free to happen, and no record is taken."""
         if kind is not DOMAIN:
             return
-        if not doubling_planned and any(held.can_double for held in self._held(kind)):
+        if not planned and any(held.can_double for held in self._held(kind)):
             return
         now, bits, until = self._now, -1, float("inf")
         taken = self._cache_taken(kind)
@@ -1578,7 +1587,7 @@ class ClaimEngine:
         forever += [p.claim.prefix for p in self.pending if p.kind is kind]
         forever += [s.prefix for s in self.scheduled if s.kind is kind and s.prefix is not None]
         until = min(until, first_release(taken, forever))
-        self._stuck[kind] = _Stuck(self._room_signature(kind), bits, until)
+        self._stuck[kind] = _Stuck(self._room_signature(kind), bits, until, self._demand_for(kind))
 
     @property
     def _horizon(self) -> float:
@@ -1816,21 +1825,6 @@ class ClaimEngine:
             near=near,
         )
 
-    def _expand_instead(self, kind: SpaceKind) -> None:
-        """§17.1.4 "double in place": a new claim of the size the demand asks for cannot be
-        placed (:class:`_Stuck`), so double the largest held prefix that can, if one can and
-        no expansion is under way.  Less than was asked, but usable one waiting period
-        from now, where the new claim would only be retried and fail again."""
-        if self._expanding(kind):
-            return
-        can = [h.prefix for h in self._held(kind) if h.renewing and h.can_double]
-        if not can:
-            return
-        best = max(can, key=lambda p: (p.num_addresses, -int(p.network_address)))
-        alloc = self.allocations.get((kind, best))
-        if alloc is not None:
-            self._schedule_expansion(alloc)
-
     def _expand_for_room(self) -> None:
         """Schedule a §5.3 expansion of a DOMAIN prefix of ours whose other half is free."""
         if self._expanding(DOMAIN) or self._expanding(LOCAL):
@@ -2006,11 +2000,7 @@ class ClaimEngine:
                     break
         if chosen is None:
             if scheduled.prefix is None and parents:
-                if scheduled.automatic:
-                    # Grow by what a doubling in place gives instead (choice 102), before
-                    # the stuck record is taken, so that it includes that expansion.
-                    self._expand_instead(kind)
-                self._note_stuck(kind, parents, doubling_planned=scheduled.automatic)
+                self._note_stuck(kind, parents, planned=scheduled.automatic)
             what = scheduled.prefix or f"{scheduled.size} addresses"
             self._events.append(
                 PolicyNotice("claim_impossible", f"cannot claim {what} ({kind.value}) now")
