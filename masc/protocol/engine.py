@@ -306,9 +306,11 @@ class LocalPiece:
 class _Stuck:
     """A claim for new space found no free block (§5.1, Appendix A): the largest free
     aligned block then had 2**``bits`` addresses (-1: none).  Until ``signature`` (what
-    could free space: the cache, denials, sessions, our prefixes and claims) changes or
-    time alone frees something (``until``), a claim needing more is not tried again: it
-    could only fail the same way (performance only, the outcome is the same)."""
+    could free space: the cache, denials, sessions, our prefixes and claims) changes, time
+    alone frees something (``until``) or the ``demand`` the claim was planned for changes
+    (another demand may be served by a doubling instead), a claim needing more is not
+    tried again: it could only fail the same way (performance only, the outcome is the
+    same)."""
 
     signature: tuple[object, ...]
     bits: int

@@ -1254,7 +1254,7 @@ def test_choice_103_a_late_copy_of_a_denied_child_claim_earns_no_notification() 
     block = sub(ours, 28, 3)
     t1 = kid(NEW, block, ts=net.now, lifetime=20 * DAY)
     first = net.inject("c", "x", t1)
-    assert any(n.event == "denied" or "denied" in n.message for n in of_type(first, PolicyNotice))
+    assert [n.event for n in of_type(first, PolicyNotice)] == ["claim_denied"]
     net.run_for(300)
     net.inject("c", "x", kid(NEW, block, ts=net.now, lifetime=9 * DAY))
     late = net.inject("c2", "x", t1)
