@@ -99,6 +99,7 @@ class CacheEntry:
     parent: DomainId | None
     denied: bool = False
     clash: bool = False
+    seq: int = -1  # the order it was cached in (set by ClaimCache.add)
 
     @property
     def expires(self) -> int:
@@ -124,12 +125,13 @@ class ClaimCache:
         self.local = local
         self._entries: dict[Identity, CacheEntry] = {}
         self._by_type: dict[ClaimType, dict[Identity, CacheEntry]] = {}
-        self._by_origin: dict[tuple[ClaimType, DomainId], dict[Identity, CacheEntry]] = {}
+        # Short lists, not dicts: a node caches a few entries per origin and type, for
+        # thousands of origins, and a dict per pair cost more than the entries.
+        self._by_origin: dict[tuple[ClaimType, DomainId], list[CacheEntry]] = {}
         self._by_role: dict[Role, dict[Identity, CacheEntry]] = {}
         # (expires, sequence number, key), sorted: all entries, and the watched ones.
         self._expiry: list[tuple[int, int, Identity]] = []
         self._watched: list[tuple[int, int, Identity]] = []
-        self._seq: dict[Identity, int] = {}
         self._next_seq = 0
         # Latest expiry among CHILD-role entries of other domains (never lowered: an entry
         # leaves the cache only once expired, so "some such entry is live" is exactly
@@ -194,11 +196,10 @@ class ClaimCache:
                 return False  # stale: the newer entry says all this one does
         self._entries[key] = entry
         self._by_type.setdefault(c.type, {})[key] = entry
-        self._by_origin.setdefault((c.type, c.origin_domain), {})[key] = entry
+        self._by_origin.setdefault((c.type, c.origin_domain), []).append(entry)
         self._by_role.setdefault(c.origin_role, {})[key] = entry
-        seq = self._next_seq
+        seq = entry.seq = self._next_seq
         self._next_seq += 1
-        self._seq[key] = seq
         item = (entry.expires, seq, key)
         insort(self._expiry, item)
         if self._is_watched(c):
@@ -237,9 +238,12 @@ class ClaimCache:
         c = entry.claim
         self._changed(c, -1)
         del self._by_type[c.type][key]
-        del self._by_origin[(c.type, c.origin_domain)][key]
+        same = self._by_origin[(c.type, c.origin_domain)]
+        del same[next(i for i, e in enumerate(same) if e is entry)]
+        if not same:
+            del self._by_origin[(c.type, c.origin_domain)]
         del self._by_role[c.origin_role][key]
-        item = (entry.expires, self._seq.pop(key), key)
+        item = (entry.expires, entry.seq, key)
         for order in (self._expiry, self._watched):
             i = bisect_left(order, item)
             if i < len(order) and order[i][1] == item[1]:
@@ -294,7 +298,7 @@ class ClaimCache:
 
     def of_origin(self, claim_type: ClaimType, domain: DomainId) -> Iterable[CacheEntry]:
         """Entries of one Type from one Origin Domain, in the order they were cached."""
-        return self._by_origin.get((claim_type, domain), _EMPTY).values()
+        return self._by_origin.get((claim_type, domain), ())
 
     def of_role(self, role: Role) -> Iterable[CacheEntry]:
         """Entries of one (updated) Origin Role, in the order they were cached."""
