@@ -51,15 +51,14 @@ Identity = tuple[Role, bool, ClaimType, AddressFamily, int, int, int, DomainId, 
 
 def same_subject(a: Claim, b: Claim) -> bool:
     """Whether ``b`` announces what ``a`` does (ClaimCache.add): the same updated Origin
-    Role, Type, family, Origin Domain and Node and prefix; the timestamp, the lifetimes
-    and the Deprecated bit may differ."""
+    Role, Type, Origin Domain and Node and prefix (the prefix fixes the family); the
+    timestamp, the lifetimes and the Deprecated bit may differ."""
     return (
         a.prefix == b.prefix
         and a.origin_node == b.origin_node
         and a.origin_role is b.origin_role
         and a.type is b.type
         and a.origin_domain == b.origin_domain
-        and a.family is b.family
     )
 
 
@@ -155,14 +154,25 @@ class ClaimCache:
     def __contains__(self, claim: Claim) -> bool:
         return identity(claim) in self._entries
 
-    def stale(self, claim: Claim) -> bool:
-        """Whether a newer entry of the same subject that holds at least as long is cached:
-        :meth:`add` would refuse ``claim`` (an older copy arriving late, choice 103)."""
-        return any(
-            same_subject(claim, e.claim)
-            and e.claim.timestamp > claim.timestamp
-            and e.expires >= claim.timestamp + claim.holdtime
+    def _newest_of_subject(self, claim: Claim) -> CacheEntry | None:
+        """The cached entry of ``claim``'s subject with the latest timestamp, if any."""
+        same = [
+            e
             for e in self.of_origin(claim.type, claim.origin_domain)
+            if same_subject(claim, e.claim)
+        ]
+        return max(same, key=lambda e: e.claim.timestamp) if same else None
+
+    def stale(self, claim: Claim, newest: CacheEntry | None = None) -> bool:
+        """Whether :meth:`add` would refuse ``claim`` as an older copy arriving late: the
+        newest cached entry of its subject is newer and holds at least as long (choice
+        103).  ``newest``: that entry, if the caller has looked it up already."""
+        if newest is None:
+            newest = self._newest_of_subject(claim)
+        return (
+            newest is not None
+            and claim.timestamp < newest.claim.timestamp
+            and claim.timestamp + claim.holdtime <= newest.expires
         )
 
     def _is_watched(self, claim: Claim) -> bool:
@@ -187,13 +197,15 @@ class ClaimCache:
         key = identity(c)
         if key in self._entries:
             return False
-        same = [e for e in self.of_origin(c.type, c.origin_domain) if same_subject(c, e.claim)]
-        if same:
-            older = max(same, key=lambda e: e.claim.timestamp)
-            if c.timestamp > older.claim.timestamp and entry.expires >= older.expires:
-                self._remove(identity(older.claim))  # superseded: held no less long
-            elif c.timestamp < older.claim.timestamp and entry.expires <= older.expires:
-                return False  # stale: the newer entry says all this one does
+        newest = self._newest_of_subject(c)
+        if self.stale(c, newest):
+            return False  # the newer entry says all this one does
+        if (
+            newest is not None
+            and c.timestamp > newest.claim.timestamp
+            and entry.expires >= newest.expires
+        ):
+            self._remove(identity(newest.claim))  # superseded: held no less long
         self._entries[key] = entry
         self._by_type.setdefault(c.type, {})[key] = entry
         self._by_origin.setdefault((c.type, c.origin_domain), []).append(entry)

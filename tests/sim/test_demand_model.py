@@ -257,7 +257,9 @@ def two_tlds() -> Topology:
     )
 
 
-async def test_driver_serves_sessions_from_granted_space(autojump_clock: Clock) -> None:
+async def one_day_of_sessions() -> tuple[SimNetwork, dict[str, DomainDemand]]:
+    """Two TLDs, 30 sessions an hour from the first hour, run for a day: the network and
+    the driver's stats."""
     net = SimNetwork(two_tlds(), timers=FAST, maas=GrantConfig(), seed=1, record=False)
     spec = DemandSpec(arrivals_per_hour=30, lifetime_median=2 * HOUR, after=HOUR)
     driver = DemandDriver(net, spec, seed=SEED)
@@ -266,6 +268,11 @@ async def test_driver_serves_sessions_from_granted_space(autojump_clock: Clock) 
         await net.advance(DAY)
         stats = driver.stats(now=trio.current_time())
         nursery.cancel_scope.cancel()
+    return net, stats
+
+
+async def test_driver_serves_sessions_from_granted_space(autojump_clock: Clock) -> None:
+    net, stats = await one_day_of_sessions()
     assert set(stats) == {"T1", "T2"}
     for s in stats.values():
         print(s.domain, s.arrivals, s.served_at_once, s.waited, s.in_use, s.granted, s.reports)
@@ -384,13 +391,7 @@ async def test_driver_visits_every_maas_due_in_one_tick_at_once(
         await visit(self, m, now)  # type: ignore[arg-type]
 
     monkeypatch.setattr(DemandDriver, "_visit", recorded)
-    net = SimNetwork(two_tlds(), timers=FAST, maas=GrantConfig(), seed=1, record=False)
-    spec = DemandSpec(arrivals_per_hour=30, lifetime_median=2 * HOUR, after=HOUR)
-    driver = DemandDriver(net, spec, seed=SEED)
-    async with net.running(), trio.open_nursery() as nursery:
-        await nursery.start(driver.run)
-        await net.advance(DAY)
-        nursery.cancel_scope.cancel()
+    await one_day_of_sessions()
     assert len(visits) > 50
     # Visits prompted by grants come at once; all the others on a tick.
     on_tick = [t for t in visits if math.isclose(t / TICK, round(t / TICK), abs_tol=1e-9)]
