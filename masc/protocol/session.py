@@ -698,9 +698,18 @@ class PeerSession:
 
     def _take(self, connection: int | None, outbound: bool, now: float) -> None:
         """A transport connection in Connect/Active, or a second one while another is open
-        (§8.8 resolves the collision once its OPEN arrives).  One of each direction."""
+        (§8.8 resolves the collision once its OPEN arrives).  One of each direction.
+
+        A dial that completes after another connection has reached OpenConfirm is closed
+        before it sends its OPEN: we have sent a KEEPALIVE there, the peer may already hold
+        that connection Established, and an OPEN on this one could only make it choose
+        differently from us (docs/conformance.md choice 17).  The peer adopts an inbound
+        connection only with its OPEN, so it never sees this one.
+        """
         assert connection is not None
-        if any(c.outbound == outbound for c in self._connections.values()):
+        if any(c.outbound == outbound for c in self._connections.values()) or (
+            outbound and any(c.state is not State.OPEN_SENT for c in self._connections.values())
+        ):
             self._refuse(connection)
             return
         self._accept(connection, outbound, now)
@@ -745,11 +754,20 @@ class PeerSession:
         self._send(conn, Keepalive(), now)
 
     def _check_collision(self, conn: _Connection, message: Open, body: bytes, now: float) -> None:
-        """§8.8 against the other connection of this session, if it is past OpenSent."""
+        """§8.8 against the other connection of this session, in whatever state it is.
+
+        §8.8 lets a speaker examine a connection in OpenSent "if it knows the MASC Node
+        Identifier of the remote node by means outside of the protocol": both connections of
+        a session run to the one configured peer address (and parent), so the node id this
+        OPEN carries is that connection's too.  Without it, an end could answer this OPEN
+        with a KEEPALIVE on a connection it is about to lose by node id; the other end then
+        holds it Established, keeps it ("Established wins") and closes the one we keep,
+        and the session is lost on both (docs/conformance.md choice 17).
+        """
         for other in list(self._connections.values()):
-            if other is conn or other.state is State.OPEN_SENT or other.remote is None:
+            if other is conn:
                 continue
-            if other.remote.node_id != message.node_id:
+            if other.remote is not None and other.remote.node_id != message.node_id:
                 raise OpenMessageError(
                     OpenSubcode.BAD_PEER_NODE_ID,
                     body,

@@ -293,15 +293,53 @@ def _two_connections_in_open_sent(local_node: int) -> PeerSession:
 def test_s8_8_collision_keeps_connection_initiated_by_higher_node_id(
     local_node: int, survivor: int, first: int
 ) -> None:
+    """The first OPEN already settles it: the other connection, still in OpenSent, is known
+    to run to the same peer (§8.8 MAY, docs/conformance.md choice 17)."""
     s = _two_connections_in_open_sent(local_node)
-    second = 3 - first
-    s.data_received(first, encode(peer_open(s.config)), now=1)  # first -> OpenConfirm
-    effects = s.data_received(second, encode(peer_open(s.config)), now=2)
+    effects = s.data_received(first, encode(peer_open(s.config)), now=1)
     loser = 3 - survivor
     assert closed(effects) == [loser]
     assert [(n.code, n.open_bit) for n in notifications(effects)] == [(ErrorCode.CEASE, False)]
     assert set(s._connections) == {survivor}
+    if first == loser:
+        assert s.state is State.OPEN_SENT
+        s.data_received(survivor, encode(peer_open(s.config)), now=2)
     assert s.state is State.OPEN_CONFIRM
+    assert set(s._connections) == {survivor}
+
+
+@pytest.mark.parametrize(
+    ("local_node", "survivor"),
+    [(PEER_NODE + 1, 1), (PEER_NODE - 1, 2)],
+    ids=["local-higher-keeps-outbound", "local-lower-keeps-inbound"],
+)
+def test_s8_8_an_inbound_open_against_open_confirm_is_resolved_by_node_id(
+    local_node: int, survivor: int
+) -> None:
+    """§8.8 steps 2-3 as written: the existing connection is in OpenConfirm."""
+    s = bring_to(State.OPEN_SENT, config(local_node=NodeId(local_node)))  # 1: outbound
+    s.data_received(1, encode(peer_open(s.config)), now=1)
+    assert s.state is State.OPEN_CONFIRM
+    s.connection_made(2, outbound=False, now=2)
+    effects = s.data_received(2, encode(peer_open(s.config)), now=2)
+    assert closed(effects) == [3 - survivor]
+    assert set(s._connections) == {survivor}
+
+
+@pytest.mark.parametrize("state", [State.OPEN_CONFIRM, State.ESTABLISHED])
+def test_s8_8_a_dial_that_completes_after_open_confirm_is_closed_before_its_open(
+    state: State,
+) -> None:
+    s = bring_to(State.OPEN_SENT, config(local_node=NodeId(PEER_NODE - 1)))
+    s.connection_made(2, outbound=False, now=0)  # inbound 2
+    s.data_received(2, encode(peer_open(s.config)), now=1)
+    if state is State.ESTABLISHED:
+        s.data_received(2, encode(Keepalive()), now=1)
+    assert s.state is state
+    effects = s.connection_made(3, outbound=True, now=2)
+    assert closed(effects) == [3]
+    assert not any(isinstance(e, Send) for e in effects)  # not even an OPEN
+    assert set(s._connections) == {2} and s.state is state
 
 
 def test_s8_8_established_connection_always_wins() -> None:
@@ -314,7 +352,11 @@ def test_s8_8_established_connection_always_wins() -> None:
 
 
 class Pair:
-    """Two sessions wired back to back in memory, both dialling: a collision every time."""
+    """Two sessions wired back to back in memory, both dialling: a collision every time.
+
+    As in the daemon, the accepting end adopts an inbound connection only with its first
+    bytes (the dialler's OPEN, which picks the session): a dial closed before it sent
+    anything is never seen there."""
 
     def __init__(self, a_node: int, b_node: int) -> None:
         a_cfg = config(local_node=NodeId(a_node))
@@ -328,34 +370,56 @@ class Pair:
         )
         self.a, self.b = PeerSession(a_cfg), PeerSession(b_cfg)
         self.links: dict[tuple[str, int], tuple[str, int]] = {}
+        self.unadopted: set[tuple[str, int]] = set()
         self.queue: list[tuple[str, Effect]] = []
+        self.downs: list[str] = []
         self.next_id = 1
 
     def side(self, name: str) -> PeerSession:
         return self.a if name == "a" else self.b
 
-    def run(self, now: float) -> None:
+    def run(self, now: float, rng: random.Random | None = None) -> None:
+        """Deliver every effect; with ``rng``, the next one is the head of a random channel
+        (one per connection and direction, in order on each, as TCP keeps it)."""
         while self.queue:
-            name, effect = self.queue.pop(0)
+            name, effect = self.queue.pop(self._pick(rng))
+            if isinstance(effect, SessionDown):
+                self.downs.append(name)
             other = "b" if name == "a" else "a"
             if isinstance(effect, Dial):
                 mine, theirs = self.next_id, self.next_id + 1
                 self.next_id += 2
                 self.links[(name, mine)] = (other, theirs)
                 self.links[(other, theirs)] = (name, mine)
-                self.push(other, self.side(other).connection_made(theirs, outbound=False, now=now))
+                self.unadopted.add((other, theirs))
                 self.push(name, self.side(name).connection_made(mine, outbound=True, now=now))
             elif isinstance(effect, Send) and (name, effect.connection) in self.links:
                 peer, conn = self.links[(name, effect.connection)]
+                if (peer, conn) in self.unadopted:
+                    self.unadopted.discard((peer, conn))
+                    self.push(peer, self.side(peer).connection_made(conn, outbound=False, now=now))
                 if conn in self.side(peer)._connections:
                     self.push(peer, self.side(peer).data_received(conn, effect.data, now=now))
             elif isinstance(effect, Close) and (name, effect.connection) in self.links:
                 peer, conn = self.links.pop((name, effect.connection))
                 self.links.pop((peer, conn), None)
-                self.push(peer, self.side(peer).connection_lost(conn, now=now))
+                if (peer, conn) in self.unadopted:
+                    self.unadopted.discard((peer, conn))
+                else:
+                    self.push(peer, self.side(peer).connection_lost(conn, now=now))
 
     def push(self, name: str, effects: list[Effect]) -> None:
         self.queue += [(name, e) for e in effects]
+
+    def _pick(self, rng: random.Random | None) -> int:
+        if rng is None:
+            return 0
+        heads: dict[object, int] = {}
+        for index, (name, effect) in enumerate(self.queue):
+            channel = getattr(effect, "connection", None)
+            key = (name, channel) if channel is not None else index
+            heads.setdefault(key, index)
+        return rng.choice(list(heads.values()))
 
 
 @pytest.mark.parametrize(("a_node", "b_node"), [(10, 20), (20, 10)])
@@ -369,6 +433,24 @@ def test_s8_8_simultaneous_open_converges_on_one_connection(a_node: int, b_node:
     (a_conn,) = pair.a._connections.values()
     # The surviving connection was initiated by the higher node id.
     assert a_conn.outbound == (a_node > b_node)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_s8_8_no_interleaving_of_a_simultaneous_open_loses_both_connections(seed: int) -> None:
+    """Both ends dial; the messages on the two connections arrive in any order.  Examining
+    connections in OpenSent (docs/conformance.md choice 17) means no end ever sends a
+    KEEPALIVE on the connection the other end is about to close, so "Established wins" at
+    one end and "higher node id wins" at the other can never close one connection each."""
+    rng = random.Random(seed)
+    a_node, b_node = (10, 20) if seed % 2 else (20, 10)
+    pair = Pair(a_node, b_node)
+    pair.push("a", pair.a.start(now=0))
+    pair.push("b", pair.b.start(now=0))
+    pair.run(now=0, rng=rng)
+    assert pair.downs == []
+    assert pair.a.state is State.ESTABLISHED and pair.b.state is State.ESTABLISHED
+    (a_conn,) = pair.a._connections  # one connection each, and the same one
+    assert pair.links[("a", a_conn)] == ("b", *pair.b._connections)
 
 
 # --- §8.6 NOTIFICATION errors, §8.3 CC errors in Established --------------------------------
