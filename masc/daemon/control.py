@@ -471,7 +471,7 @@ class ControlServer:
         before = {id(s) for s in engine.scheduled}
 
         def claim(e: ClaimEngine, now: float) -> list[Any]:
-            return e.claim(size, now=now, lifetime=a.lifetime, kind=kind)
+            return e.claim(size, now=now, lifetime=a.lifetime, kind=kind, check_room=True)
 
         await self.daemon.domain.call(claim)
         now = self.daemon.domain.clock()

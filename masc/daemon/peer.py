@@ -690,7 +690,11 @@ class PeerRunner:
                 ),
             )
         elif isinstance(effect, SessionDown):
-            log.warning("session down: %s", effect.reason, extra=self._extra(event="session_down"))
+            log.warning(
+                "session down: %s",
+                effect.reason,
+                extra=self._extra(event="session_down", reason=effect.reason),
+            )
             if self.listener is not None:
                 self.listener.session_down(self)
         elif isinstance(effect, LimitExceeded):

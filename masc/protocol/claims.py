@@ -11,7 +11,7 @@ how a free prefix is found and how the full state is replayed to a peer (§11.8)
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from masc.protocol.constants import AddressFamily, ClaimType, Role
@@ -140,6 +140,13 @@ class ClaimCache:
         # before its time: anything but NEW_CLAIM / CLAIM_TO_EXPAND / PREFIX_IN_USE.
         self.room_version = 0
         self.version = 0  # bumped on every change
+        # Bumped on every change but a claim's arrival (NEW_CLAIM, CLAIM_TO_EXPAND or
+        # PREFIX_IN_USE, superseding an older entry or not) and purge's removals: a view
+        # of the claims that ``on_claim`` keeps up to date, and that ends where time
+        # would change it, stays exact until this moves (engine._cache_taken).  Rebuilding
+        # such a view on every arrival was a third of a 8,320-domain simulation.
+        self.reshaped = 0
+        self.on_claim: Callable[[CacheEntry, CacheEntry | None], None] | None = None
         self.role_versions: dict[Role, int] = {}  # bumped on every change of that role
         self.origin_versions: dict[DomainId, int] = {}  # ... of that origin domain
         # How many CHILD-role entries each origin domain has: a parent's children.
@@ -200,12 +207,13 @@ class ClaimCache:
         newest = self._newest_of_subject(c)
         if self.stale(c, newest):
             return False  # the newer entry says all this one does
+        superseded = None
         if (
             newest is not None
             and c.timestamp > newest.claim.timestamp
             and entry.expires >= newest.expires
         ):
-            self._remove(identity(newest.claim))  # superseded: held no less long
+            superseded = self._remove(identity(newest.claim))  # held no less long
         self._entries[key] = entry
         self._by_type.setdefault(c.type, {})[key] = entry
         self._by_origin.setdefault((c.type, c.origin_domain), []).append(entry)
@@ -218,9 +226,12 @@ class ClaimCache:
             insort(self._watched, item)
         if c.origin_role is Role.CHILD and c.origin_domain != self.local:
             self.child_expiry = max(self.child_expiry, entry.expires)
+        self._changed(c, +1)
         if c.type not in CLAIMS:
             self.room_version += 1
-        self._changed(c, +1)
+            self.reshaped += 1
+        elif self.on_claim is not None:
+            self.on_claim(entry, superseded)
         return True
 
     def _changed(self, c: Claim, added: int) -> None:
@@ -244,6 +255,7 @@ class ClaimCache:
         if key in self._entries:
             self._remove(key)
             self.room_version += 1
+            self.reshaped += 1
 
     def _remove(self, key: Identity) -> CacheEntry:
         entry = self._entries.pop(key)

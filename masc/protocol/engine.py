@@ -332,7 +332,7 @@ class _Refuse(Exception):
         self.reason = reason
 
 
-_MemoKey = tuple[int, int, float]  # cache version, room generation, grace
+_MemoKey = tuple[int, int, float]  # cache reshaped, room generation, grace
 
 
 def _u32(value: float) -> int:
@@ -352,6 +352,7 @@ class ClaimEngine:
         self.config = config
         self.rng = rng
         self.cache = ClaimCache(config.clock_skew_grace, local=config.local_domain)
+        self.cache.on_claim = self._claim_cached
         self.allocations: dict[tuple[SpaceKind, Prefix], Allocation] = {}
         self.pending: list[PendingClaim] = []
         self.scheduled: list[ScheduledClaim] = []
@@ -496,12 +497,21 @@ class ClaimEngine:
         prefix: Prefix | None = None,
         kind: SpaceKind = DOMAIN,
         at: float | None = None,
+        check_room: bool = False,
     ) -> list[EngineEvent]:
         """Claim ``size`` addresses (or exactly ``prefix``) after the §5.1 a) random delay,
-        or at ``at``."""
+        or at ``at``.
+
+        ``check_room`` (an operator's request): refuse now, saying why, if no free block
+        of ``size`` could be chosen now; otherwise the operator is told "scheduled" and
+        only the log says, after the delay, that it could not be sent."""
         if size < 1 and prefix is None:
             raise RequestRefused("size must be at least 1")
         self._begin(now)
+        if check_room and prefix is None:
+            problem = self._room_problem(kind, size)
+            if problem is not None:
+                raise RequestRefused(problem)
         self.scheduled.append(
             ScheduledClaim(
                 at=self._claim_time() if at is None else at,
@@ -1858,6 +1868,31 @@ class ClaimEngine:
             for e in self.cache.of_origin(ClaimType.NEW_CLAIM, self.config.local_domain)
         )
 
+    def _room_problem(self, kind: SpaceKind, size: int) -> str | None:
+        """Why a new claim of ``size`` addresses of ``kind`` could not be placed now, if
+        it could not: the same space and occupied set the claim will be chosen from."""
+        parents: list[DomainId | None]
+        parents = [self.config.local_domain] if kind is LOCAL else list(self._eligible_parents())
+        spaces = [space for space in (self._claim_space(kind, p) for p in parents) if space]
+        if not spaces:
+            if kind is LOCAL:
+                return "no space to claim from: this domain holds no managed prefix yet"
+            if self.config.is_tld:
+                return "no space to claim from: no global pool is configured"
+            return (
+                "no space to claim from: no parent session is Established with space "
+                "announced (PREFIX_MANAGED, RFC 2909 §11.1)"
+            )
+        occupied = self._occupied(kind)
+        bits = max(largest_free(space, occupied) for space in spaces)
+        if bits < host_bits_for(size):
+            largest = "none" if bits < 0 else f"{1 << bits} addresses"
+            return (
+                f"no free block of {size} addresses in the space to claim from now "
+                f"(largest free block: {largest})"
+            )
+        return None
+
     def _eligible_parents(self) -> list[DomainId]:
         """§5.1: a non-TLD claims from a parent only while a session to it is Established."""
         cfg = self.config
@@ -1903,12 +1938,13 @@ class ClaimEngine:
 
     def _cache_taken(self, kind: SpaceKind) -> dict[Prefix, float]:
         """The cached part of :meth:`_occupied`, each prefix with the moment time alone
-        frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache or
-        a denial mark changes, or time takes an entry out (or a WITHDRAW's expiry puts one
-        back, see _released): inputs ask several times each, and timers often come with
-        nothing changed."""
+        frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache
+        changes other than by a claim's arrival (which :meth:`_claim_cached` adds in), a
+        denial mark changes, or time takes an entry out (or a WITHDRAW's expiry puts one
+        back, see _released): inputs ask several times each, timers often come with
+        nothing changed, and a busy cache changes mostly by arrivals."""
         now = self._now
-        key = (self.cache.version, self._room_gen, self.cache.grace)
+        key = self._taken_key()
         memo = self._taken_memo.get(kind)
         if memo is not None and memo[0] == key and now < memo[1]:
             return memo[2]
@@ -1917,20 +1953,12 @@ class ClaimEngine:
             (w.expires for w in self.cache.of_type(ClaimType.WITHDRAW) if w.expires > now),
             default=math.inf,
         )
-        role_set = {Role.SIBLING, Role.INTERNAL} if kind is DOMAIN else {Role.CHILD}
         taken: dict[Prefix, float] = {}
         for t in (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimType.NEW_CLAIM):
             for e in self.cache.of_type(t):
-                c = e.claim
-                until = e.expires + grace
-                if (
-                    until > now
-                    and c.origin_role in role_set
-                    and not e.denied
-                    and not is_hint(c)
-                    and not self._released(e)
-                ):
-                    taken[c.prefix] = max(taken.get(c.prefix, until), until)
+                if self._holds_room(e, kind):
+                    until = e.expires + grace
+                    taken[e.claim.prefix] = max(taken.get(e.claim.prefix, until), until)
                     valid_until = min(valid_until, until)
         # Our own live WITHDRAWs (§5.4 release, §12.4 clash) would cut a new allocation of
         # the same range at once (§11.7.3): we do not claim it again until they time out.
@@ -1941,6 +1969,41 @@ class ClaimEngine:
                 taken[p] = max(taken.get(p, e.expires), e.expires)
         self._taken_memo[kind] = (key, valid_until, taken)
         return taken
+
+    def _taken_key(self) -> _MemoKey:
+        return (self.cache.reshaped, self._room_gen, self.cache.grace)
+
+    def _holds_room(self, entry: CacheEntry, kind: SpaceKind) -> bool:
+        """Whether a cached claim keeps ``kind`` space from us now (:meth:`_cache_taken`):
+        a sibling's or internal peer's for DOMAIN space, a child's for LOCAL space, not
+        denied, not a hint, not given back, and not past its expiry plus grace."""
+        c = entry.claim
+        roles = (Role.SIBLING, Role.INTERNAL) if kind is DOMAIN else (Role.CHILD,)
+        return (
+            entry.expires + self.cache.grace > self._now
+            and c.origin_role in roles
+            and not entry.denied
+            and not is_hint(c)
+            and not self._released(entry)
+        )
+
+    def _claim_cached(self, entry: CacheEntry, superseded: CacheEntry | None) -> None:
+        """A claim arrived in the cache: bring each :meth:`_cache_taken` memo up to date
+        rather than drop it.  A renewal that supersedes an entry holds no less long, so
+        the maximum stays right, unless the old entry held room and the new one does
+        not (a denied renewal): then the memo is rebuilt when next asked."""
+        key = self._taken_key()
+        for kind, (memo_key, valid_until, taken) in list(self._taken_memo.items()):
+            if memo_key != key or self._now >= valid_until:
+                continue  # rebuilt when next asked
+            holds = self._holds_room(entry, kind)
+            if superseded is not None and not holds and self._holds_room(superseded, kind):
+                del self._taken_memo[kind]
+                continue
+            if holds:
+                p, until = entry.claim.prefix, entry.expires + self.cache.grace
+                taken[p] = max(taken.get(p, until), until)
+                self._taken_memo[kind] = (key, min(valid_until, until), taken)
 
     def _released(self, entry: CacheEntry) -> bool:
         """A claim its domain gave back with a WITHDRAW of the same prefix, sent at or after

@@ -388,6 +388,10 @@ def test_s5_claim_renew_and_release_a_prefix(site: Site) -> None:
     # §12.2: only a non-leaf domain claims local space; the child is a leaf.
     local = ctl_error(site.child, "claim", "--size", "16", "--local")
     assert local.code == "refused" and "non-leaf" in local.message
+    # A claim that could not be placed now is refused at once, with the reason, rather
+    # than reported "scheduled" and dropped after the delay: the pool is a /16.
+    huge = ctl_error(t, "claim", "--size", "131072")
+    assert huge.code == "refused" and "no free block of 131072 addresses" in huge.message
 
 
 def test_s12_4_clash_verb_refuses_an_unknown_clash(site: Site) -> None:

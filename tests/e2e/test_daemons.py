@@ -110,7 +110,8 @@ def test_s8_4_hung_peer_is_detected_by_hold_timer_and_reconnects_after_restart(
     )
     assert expired["open_bit"] is False and expired["peer"] == addr(22)
     assert 2.5 <= time.monotonic() - stopped_at <= 8
-    parent.wait_for(lambda r: r.get("event") == "session_down", since=mark)
+    down = parent.wait_for(lambda r: r.get("event") == "session_down", since=mark)
+    assert "hold" in down["reason"].lower(), down
 
     child.signal(signal.SIGKILL)
     child.wait_exit()

@@ -303,3 +303,28 @@ def test_cache_room_version_moves_only_for_what_may_free_space() -> None:
     assert cache.room_version == before  # a claim only takes space
     cache.add(CacheEntry(_claim(ClaimType.WITHDRAW, lifetime=HOLD), "s", None))
     assert cache.room_version == before + 1
+
+
+def test_on_claim_hears_each_claim_arrival_and_what_it_superseded() -> None:
+    cache = ClaimCache(GRACE)
+    heard: list[tuple[Claim, Claim | None]] = []
+    cache.on_claim = lambda e, old: heard.append((e.claim, old.claim if old else None))
+    cache.add(CacheEntry(BASE, "s", None))
+    renewal = replace(BASE, timestamp=BASE.timestamp + 172_800)
+    cache.add(CacheEntry(renewal, "s", None))
+    cache.add(CacheEntry(BASE, "s", None))  # stale: not stored, not heard
+    cache.add(CacheEntry(_claim(ClaimType.WITHDRAW, lifetime=HOLD), "s", None))  # not a claim
+    assert heard == [(BASE, None), (renewal, BASE)]
+
+
+def test_cache_reshaped_moves_for_all_but_claim_arrivals_and_purges() -> None:
+    """What a view kept up to date by on_claim cannot follow: a WITHDRAW, a discard."""
+    cache = ClaimCache(GRACE)
+    cache.add(_entry())
+    cache.add(CacheEntry(replace(BASE, timestamp=BASE.timestamp + 60), "s", None))
+    assert cache.reshaped == 0
+    assert cache.purge(T0 + 20 * HOLD + GRACE) and cache.reshaped == 0
+    cache.add(CacheEntry(_claim(ClaimType.WITHDRAW, lifetime=HOLD), "s", None))
+    assert cache.reshaped == 1
+    cache.discard(_claim(ClaimType.WITHDRAW, lifetime=HOLD))
+    assert cache.reshaped == 2

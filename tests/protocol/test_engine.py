@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
 
 from masc.protocol.allocation import Demand
+from masc.protocol.claims import CacheEntry
 from masc.protocol.constants import ClaimType, Role
 from masc.protocol.engine import (
     ClashResolution,
@@ -1259,6 +1261,79 @@ def test_choice_103_a_late_copy_of_a_denied_child_claim_earns_no_notification() 
     net.inject("c", "x", kid(NEW, block, ts=net.now, lifetime=9 * DAY))
     late = net.inject("c2", "x", t1)
     assert rejects(late) == [] and no_sends(late)
+
+
+def test_an_operator_claim_with_no_parent_space_is_refused_with_the_reason() -> None:
+    net = world(pm=False)
+    with pytest.raises(RequestRefused, match="no parent session is Established with space"):
+        net.call("x", "claim", 256, check_room=True)
+    assert net["x"].scheduled == []
+    net.call("x", "claim", 256)  # unchecked (a scenario's claim): scheduled as before
+    assert len(net["x"].scheduled) == 1
+
+
+def test_an_operator_claim_larger_than_the_free_space_is_refused_with_the_largest_block() -> None:
+    net = world()
+    allocated(net)
+    with pytest.raises(RequestRefused, match=r"no free block of 65536 .* 32768 addresses"):
+        net.call("x", "claim", 65536, check_room=True)
+    net.call("x", "claim", 4096, check_room=True)
+    assert [s.size for s in net["x"].scheduled if s.operator] == [4096]
+
+
+def _taken_memo_is_exact(net: Net, kind: SpaceKind) -> dict[Prefix, float]:
+    """``x``'s remembered occupied set of ``kind``, after checking it against a rebuild."""
+    x = net["x"]
+    kept = x._cache_taken(kind)
+    memo = x._taken_memo.pop(kind)
+    assert x._cache_taken(kind) == kept
+    x._taken_memo[kind] = memo
+    return kept
+
+
+def test_the_occupied_set_follows_claim_arrivals_without_a_rebuild() -> None:
+    """Claims arriving (new ones, renewals that supersede an entry) are added into the
+    remembered set (engine._claim_cached) instead of dropping it: the same set, kept
+    exact (it was a third of a full-scale simulation's time)."""
+    net = world(policy=Policy(max_child_lifetime=10 * DAY))
+    ours = allocated(net)
+    x = net["x"]
+    free = [p for p in IPv4Network(PARENT_SPACE).subnets(new_prefix=24) if not p.overlaps(ours)]
+    domain, local = x._cache_taken(SpaceKind.DOMAIN), x._cache_taken(SpaceKind.LOCAL)
+    arrivals = [
+        ("s", sib(PIU, free[0], ts=net.now)),
+        ("s", sib(NEW, free[1], ts=net.now)),
+        ("s", sib(PIU, free[0], ts=net.now + 60)),  # a renewal: supersedes the first
+        ("c", kid(NEW, sub(ours, 28, 1), ts=net.now, lifetime=5 * DAY)),
+        ("c", kid(NEW, sub(ours, 28, 2), ts=net.now, lifetime=5 * DAY)),
+    ]
+    for origin, attribute in arrivals:
+        net.inject(origin, "x", attribute)
+        net.run_for(1)
+        assert _taken_memo_is_exact(net, SpaceKind.DOMAIN) is domain
+        assert _taken_memo_is_exact(net, SpaceKind.LOCAL) is local
+    assert set(domain) >= {free[0], free[1]}
+    (renewal,) = x.cache.of_origin(PIU, DomainId(S_DOM))  # the first one was superseded
+    assert domain[free[0]] == renewal.expires + x.cache.grace
+    assert set(local) >= {sub(ours, 28, 1), sub(ours, 28, 2)}
+
+
+def test_a_denied_renewal_that_supersedes_a_held_claim_frees_its_room() -> None:
+    """A renewal cached as denied supersedes an entry that held room: the remembered set
+    cannot lower a maximum, so it is dropped and rebuilt without the prefix.  (Through the
+    engine a denial also caches our CLAIM_DENIED, which forces the rebuild anyway; the
+    cache is fed directly here so that this rule alone is what frees the room.)"""
+    net = world()
+    ours = allocated(net)
+    x = net["x"]
+    block = sub(ours, 28, 3)
+    held = kid(NEW, block, ts=net.now, lifetime=5 * DAY)
+    net.inject("c", "x", held)
+    assert block in _taken_memo_is_exact(net, SpaceKind.LOCAL)
+    renewal = replace(held, origin_role=C, timestamp=held.timestamp + 60)
+    assert x.cache.add(CacheEntry(renewal, "c", DomainId(X_DOM), denied=True))
+    assert [e.claim for e in x.cache.of_origin(NEW, DomainId(C_DOM))] == [renewal]
+    assert block not in _taken_memo_is_exact(net, SpaceKind.LOCAL)
 
 
 # --- §11.8 replay on session establishment ------------------------------------------------
