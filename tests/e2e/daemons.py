@@ -210,6 +210,12 @@ class Daemon:
         assert answer.result is not None, f"daemon {self.node}: {verb}: {answer.error}"
         return answer.result
 
+    def ask_error(self, verb: str, **args: Any) -> dict[str, Any]:
+        """One control request that must be refused: its structured error."""
+        answer = mascctl.interpret(mascctl.send(self.control, verb, args))
+        assert answer.error is not None, f"daemon {self.node}: {verb}: {answer.result}"
+        return answer.error
+
     def mascctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "masc.cli.mascctl", "--socket", self.control, *args],
