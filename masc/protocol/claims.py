@@ -10,6 +10,7 @@ how a free prefix is found and how the full state is replayed to a peer (§11.8)
 
 from __future__ import annotations
 
+import weakref
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -65,7 +66,15 @@ def same_subject(a: Claim, b: Claim) -> bool:
 def identity(claim: Claim) -> Identity:
     """§11.1: the fields whose equality makes a new UPDATE a duplicate of a cached one.
 
-    ``claim.origin_role`` is the *updated* role here (module docstring)."""
+    ``claim.origin_role`` is the *updated* role here (module docstring).  A claim
+    :func:`shared` has made the process's copy answers with the one tuple computed then."""
+    known = _KNOWN.get(id(claim))
+    if known is not None:
+        return known.identity
+    return _identity(claim)
+
+
+def _identity(claim: Claim) -> Identity:
     return (
         claim.origin_role,
         claim.deprecated,
@@ -78,6 +87,49 @@ def identity(claim: Claim) -> Identity:
         claim.origin_node,
         claim.prefix,
     )
+
+
+class _Shared(weakref.ref[Claim]):
+    """The process's copy of one claim, weakly held, with its identity tuple."""
+
+    __slots__ = ("claim_id", "identity", "value_key")
+    identity: Identity
+    value_key: tuple[Identity, tuple[object, ...]]
+    claim_id: int
+
+
+# Every claim cached in this process, by value (every field): one parent's relay reaches
+# all its children, and engines in one process (the simulator's thousands) then share one
+# Claim, one prefix object and one identity tuple per claim instead of holding a copy
+# each (the tuple is what the caches' indexes are keyed by).  Weak: a claim leaves when
+# no cache holds it.  _KNOWN finds the entry from the shared object itself.
+_BY_VALUE: dict[tuple[Identity, tuple[object, ...]], _Shared] = {}
+_KNOWN: dict[int, _Shared] = {}
+
+
+def _forget(ref: _Shared) -> None:
+    if _BY_VALUE.get(ref.value_key) is ref:
+        del _BY_VALUE[ref.value_key]
+    if _KNOWN.get(ref.claim_id) is ref:
+        del _KNOWN[ref.claim_id]
+
+
+def shared(claim: Claim) -> Claim:
+    """The process's one Claim object equal to ``claim`` (``claim`` itself if it is the
+    first), so that :func:`identity` of it is the same tuple wherever it is cached."""
+    if id(claim) in _KNOWN:
+        return claim
+    key = _identity(claim)
+    value_key = (key, claim.parameters)
+    found = _BY_VALUE.get(value_key)
+    if found is not None:
+        existing = found()
+        if existing is not None:
+            return existing
+    ref = _Shared(claim, _forget)
+    ref.identity, ref.value_key, ref.claim_id = key, value_key, id(claim)
+    _BY_VALUE[value_key] = _KNOWN[id(claim)] = ref
+    return claim
 
 
 @dataclass(slots=True)
@@ -128,9 +180,11 @@ class ClaimCache:
         # thousands of origins, and a dict per pair cost more than the entries.
         self._by_origin: dict[tuple[ClaimType, DomainId], list[CacheEntry]] = {}
         self._by_role: dict[Role, dict[Identity, CacheEntry]] = {}
-        # (expires, sequence number, key), sorted: all entries, and the watched ones.
-        self._expiry: list[tuple[int, int, Identity]] = []
-        self._watched: list[tuple[int, int, Identity]] = []
+        # All entries, and the watched ones, sorted by (expires, seq) (_order): the
+        # entries themselves, not a (expires, seq, key) tuple each, which cost a tenth of
+        # a large simulation's memory.
+        self._expiry: list[CacheEntry] = []
+        self._watched: list[CacheEntry] = []
         self._next_seq = 0
         # Latest expiry among CHILD-role entries of other domains (never lowered: an entry
         # leaves the cache only once expired, so "some such entry is live" is exactly
@@ -218,12 +272,11 @@ class ClaimCache:
         self._by_type.setdefault(c.type, {})[key] = entry
         self._by_origin.setdefault((c.type, c.origin_domain), []).append(entry)
         self._by_role.setdefault(c.origin_role, {})[key] = entry
-        seq = entry.seq = self._next_seq
+        entry.seq = self._next_seq
         self._next_seq += 1
-        item = (entry.expires, seq, key)
-        insort(self._expiry, item)
+        insort(self._expiry, entry, key=_order)
         if self._is_watched(c):
-            insort(self._watched, item)
+            insort(self._watched, entry, key=_order)
         if c.origin_role is Role.CHILD and c.origin_domain != self.local:
             self.child_expiry = max(self.child_expiry, entry.expires)
         self._changed(c, +1)
@@ -267,27 +320,27 @@ class ClaimCache:
         if not same:
             del self._by_origin[(c.type, c.origin_domain)]
         del self._by_role[c.origin_role][key]
-        item = (entry.expires, entry.seq, key)
+        place = _order(entry)
         for order in (self._expiry, self._watched):
-            i = bisect_left(order, item)
-            if i < len(order) and order[i][1] == item[1]:
+            i = bisect_left(order, place, key=_order)
+            if i < len(order) and order[i] is entry:
                 del order[i]
         return entry
 
     def purge(self, now: float) -> list[CacheEntry]:
         """Forget entries past expiry plus grace (§12.3): only then is their space free."""
-        gone: list[tuple[int, Identity]] = []
-        for expires, seq, key in self._expiry:
-            if expires + self.grace > now:
+        gone: list[CacheEntry] = []
+        for entry in self._expiry:
+            if entry.expires + self.grace > now:
                 break
-            gone.append((seq, key))
-        gone.sort()  # in the order they were cached
-        return [self._remove(key) for _, key in gone]
+            gone.append(entry)
+        gone.sort(key=lambda e: e.seq)  # in the order they were cached
+        return [self._remove(identity(e.claim)) for e in gone]
 
     def next_purge(self) -> float | None:
         if not self._expiry:
             return None
-        return self._expiry[0][0] + self.grace
+        return self._expiry[0].expires + self.grace
 
     def next_watched(self, now: float) -> float | None:
         """The next moment a watched entry expires (Timestamp + Holdtime > now), or is due
@@ -295,13 +348,13 @@ class ClaimCache:
         times: list[float] = []
         order = self._watched
         if order:
-            if order[0][0] <= now:
-                times.append(order[0][0] + self.grace)
-            i = bisect_right(order, (int(now), _MAX_SEQ))
-            while i < len(order) and order[i][0] <= now:
+            if order[0].expires <= now:
+                times.append(order[0].expires + self.grace)
+            i = bisect_right(order, (int(now), _MAX_SEQ), key=_order)
+            while i < len(order) and order[i].expires <= now:
                 i += 1
             if i < len(order):
-                times.append(order[i][0])
+                times.append(order[i].expires)
         return min(times) if times else None
 
     def held(self, now: float) -> Iterator[CacheEntry]:
@@ -331,3 +384,8 @@ class ClaimCache:
 
 _EMPTY: dict[Identity, CacheEntry] = {}
 _MAX_SEQ = 1 << 62
+
+
+def _order(entry: CacheEntry) -> tuple[int, int]:
+    """Where an entry sorts in a cache's expiry order: by expiry, then cache order."""
+    return (entry.expires, entry.seq)

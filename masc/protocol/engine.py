@@ -42,7 +42,6 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
@@ -65,8 +64,8 @@ from masc.protocol.claims import (
     COMPARABLE,
     CacheEntry,
     ClaimCache,
-    identity,
     is_hint,
+    shared,
     wins,
 )
 from masc.protocol.constants import (
@@ -816,7 +815,7 @@ class ClaimEngine:
         # §11.1: an expired claim is silently dropped.
         if claim.timestamp + claim.holdtime <= now:
             return
-        stored = _shared(replace(claim, origin_role=role))
+        stored = shared(replace(claim, origin_role=role))
         if stored in self.cache or self.cache.stale(stored):
             # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
             # another path must not earn its sender a NOTIFICATION the first copy did not.
@@ -2467,22 +2466,6 @@ _HANDLERS: Final = {
     ClaimType.PREFIX_MANAGED: ClaimEngine._on_prefix_managed,
     ClaimType.WITHDRAW: ClaimEngine._on_withdraw,
 }
-
-
-# Every claim cached in this process, by value: one parent's relay reaches all its
-# children, and engines in one process (the simulator's thousands) then share one Claim
-# and one prefix object per claim instead of holding a copy each.  Weak: a claim leaves
-# when no cache holds it.
-_SHARED: weakref.WeakValueDictionary[tuple[object, ...], Claim] = weakref.WeakValueDictionary()
-
-
-def _shared(claim: Claim) -> Claim:
-    """The one Claim object equal to ``claim`` (``claim`` itself if it is the first)."""
-    key = (identity(claim), claim.parameters)  # every field of the Claim
-    found = _SHARED.get(key)
-    if found is None:
-        _SHARED[key] = found = claim
-    return found
 
 
 def _pieces(bases: list[Prefix], cuts: list[Prefix]) -> list[Prefix]:

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 
 from masc.protocol.claims import (
+    _BY_VALUE,
+    _KNOWN,
     COMPARABLE,
     CacheEntry,
     ClaimCache,
     identity,
     is_hint,
     precedence,
+    shared,
     wins,
 )
 from masc.protocol.constants import ClaimType, Role
@@ -328,3 +331,27 @@ def test_cache_reshaped_moves_for_all_but_claim_arrivals_and_purges() -> None:
     assert cache.reshaped == 1
     cache.discard(_claim(ClaimType.WITHDRAW, lifetime=HOLD))
     assert cache.reshaped == 2
+
+
+def test_shared_gives_one_claim_and_one_identity_tuple_per_value() -> None:
+    """Every cache in the process keys the same claim by the same tuple (memory)."""
+    a = _claim(prefix="239.192.7.0/24")
+    b = _claim(prefix="239.192.7.0/24")
+    assert a == b and a is not b
+    assert shared(a) is a and shared(b) is a and shared(a) is a
+    assert identity(b) == identity(a) and identity(b) is not identity(a)
+    first, second = ClaimCache(GRACE), ClaimCache(GRACE)
+    first.add(CacheEntry(shared(a), "s", None))
+    second.add(CacheEntry(shared(b), "t", None))
+    (k1,), (k2,) = first._entries, second._entries
+    assert k1 is k2 is identity(a)
+    other = replace(a, parameters=(OptionalParameter(9, b"x"),))
+    assert shared(other) is other  # a different value: not merged
+
+
+def test_shared_forgets_a_claim_no_one_holds() -> None:
+    before = (len(_KNOWN), len(_BY_VALUE))
+    c = shared(_claim(prefix="239.192.8.0/24"))
+    assert (len(_KNOWN), len(_BY_VALUE)) == (before[0] + 1, before[1] + 1)
+    del c
+    assert (len(_KNOWN), len(_BY_VALUE)) == before
