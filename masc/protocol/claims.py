@@ -165,8 +165,8 @@ class ClaimCache:
     """Cached attributes by §11.1 identity, kept until expiry plus the §12.3 grace.
 
     Indexed, because a parent or a top-level domain caches thousands of attributes and the
-    engine asks about a few of them on every input: by Type, by (Type, Origin Domain), by
-    updated Origin Role, and in order of expiry.  ``local`` (the node's own domain) picks
+    engine asks about a few of them on every input: by Type, by (Type, Origin Domain), the
+    CHILD-role ones, and in order of expiry.  ``local`` (the node's own domain) picks
     the entries whose expiry changes something the engine reports (see
     :meth:`next_watched`); without it every entry is watched.
     """
@@ -179,7 +179,9 @@ class ClaimCache:
         # Short lists, not dicts: a node caches a few entries per origin and type, for
         # thousands of origins, and a dict per pair cost more than the entries.
         self._by_origin: dict[tuple[ClaimType, DomainId], list[CacheEntry]] = {}
-        self._by_role: dict[Role, dict[Identity, CacheEntry]] = {}
+        # Only the CHILD role is asked for often (a parent's children's claims); a leaf
+        # caches mostly its siblings', and an index of those cost more than it saved.
+        self._children: dict[Identity, CacheEntry] = {}
         # All entries, and the watched ones, sorted by (expires, seq) (_order): the
         # entries themselves, not a (expires, seq, key) tuple each, which cost a tenth of
         # a large simulation's memory.
@@ -271,7 +273,8 @@ class ClaimCache:
         self._entries[key] = entry
         self._by_type.setdefault(c.type, {})[key] = entry
         self._by_origin.setdefault((c.type, c.origin_domain), []).append(entry)
-        self._by_role.setdefault(c.origin_role, {})[key] = entry
+        if c.origin_role is Role.CHILD:
+            self._children[key] = entry
         entry.seq = self._next_seq
         self._next_seq += 1
         insort(self._expiry, entry, key=_order)
@@ -319,7 +322,8 @@ class ClaimCache:
         del same[next(i for i, e in enumerate(same) if e is entry)]
         if not same:
             del self._by_origin[(c.type, c.origin_domain)]
-        del self._by_role[c.origin_role][key]
+        if c.origin_role is Role.CHILD:
+            del self._children[key]
         place = _order(entry)
         for order in (self._expiry, self._watched):
             i = bisect_left(order, place, key=_order)
@@ -379,7 +383,9 @@ class ClaimCache:
 
     def of_role(self, role: Role) -> Iterable[CacheEntry]:
         """Entries of one (updated) Origin Role, in the order they were cached."""
-        return self._by_role.get(role, _EMPTY).values()
+        if role is Role.CHILD:
+            return self._children.values()
+        return [e for e in self._entries.values() if e.claim.origin_role is role]
 
 
 _EMPTY: dict[Identity, CacheEntry] = {}
