@@ -35,7 +35,7 @@ from masc.daemon.grib.kernel import KernelTarget
 from masc.daemon.maas import MaasServer
 from masc.daemon.maas_backend import DomainMaasBackend
 from masc.daemon.metrics import metrics_registry, serve_metrics
-from masc.daemon.peer import PeerRunner
+from masc.daemon.peer import PeerRunner, read_first_frame
 from masc.daemon.reload import ReloadPlan, plan_reload
 from masc.daemon.sdnotify import Notifier, run_watchdog
 from masc.daemon.settings import engine_config, grant_config, session_config
@@ -47,7 +47,6 @@ from masc.protocol.errors import ProtocolError
 from masc.protocol.open_checks import select_session
 from masc.protocol.session import State
 from masc.protocol.wire import Notification, Open, decode, encode
-from masc.protocol.wire.framing import Framer
 from masc.store.sqlite import Store
 
 log = logging.getLogger("masc.daemon")
@@ -371,23 +370,12 @@ class Daemon:
             self._identifying -= 1
 
     async def _identify_one(self, stream: trio.SocketStream, runners: Sequence[PeerRunner]) -> None:
-        framer, seen = Framer(), bytearray()
-        frame = None
-        with trio.move_on_after(runners[0].session.config.open_hold_time):
-            try:
-                while frame is None:
-                    data = await stream.receive_some(4096)
-                    if not data:
-                        break
-                    seen += data
-                    framer.feed(data)
-                    frame = framer.next_frame()
-            except (trio.BrokenResourceError, OSError):
-                frame = None
-            except ProtocolError as error:  # Bad Message Length: answered as a session would
-                notification = Notification(False, error.code, error.subcode, error.data)
-                await _refuse_with(stream, notification)
-                return
+        first = await read_first_frame(stream, runners[0].session.config.open_hold_time)
+        if first.error is not None:  # Bad Message Length: answered as a session would
+            error = first.error
+            await _refuse_with(stream, Notification(False, error.code, error.subcode, error.data))
+            return
+        frame, seen = first.frame, first.seen
         if frame is None:
             await trio.aclose_forcefully(stream)
             return

@@ -35,7 +35,7 @@ from typing import Final, Protocol
 import trio
 
 from masc.daemon.transport import dial
-from masc.protocol.errors import UpdateMessageError, describe
+from masc.protocol.errors import ProtocolError, UpdateMessageError, describe
 from masc.protocol.open_checks import SessionConfig
 from masc.protocol.session import (
     Close,
@@ -52,10 +52,48 @@ from masc.protocol.session import (
     StateChanged,
     UpdateReceived,
 )
+from masc.protocol.wire.framing import Framer
 from masc.protocol.wire.messages import Update
 
 log = logging.getLogger("masc.peer")
 Stream = trio.abc.HalfCloseableStream  # a TCP connection, or an in-memory one in simulation
+
+# Accepted connections of one session waiting for the peer's OPEN: a session takes at
+# most one inbound connection anyway (docs/conformance.md choice 17).
+_MAX_AWAITING_OPEN: Final = 2
+
+
+@dataclass(slots=True)
+class FirstFrame:
+    """What the peer sent first on a connection: one whole message (``frame``, None if the
+    connection closed, stayed silent or broke first), every byte read (``seen``), and
+    the framing error if its Length was impossible."""
+
+    frame: bytes | None
+    seen: bytes
+    error: ProtocolError | None = None
+
+
+async def read_first_frame(stream: Stream, timeout: float) -> FirstFrame:
+    """Read until one whole message has arrived, for at most ``timeout`` seconds."""
+    framer, seen = Framer(), bytearray()
+    with trio.move_on_after(timeout):
+        try:
+            while True:
+                data = await stream.receive_some(4096)
+                if not data:
+                    break
+                seen += data
+                framer.feed(bytes(data))
+                frame = framer.next_frame()
+                if frame is not None:
+                    return FirstFrame(frame, bytes(seen))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        except ProtocolError as error:  # Bad Message Length
+            return FirstFrame(None, bytes(seen), error)
+    return FirstFrame(None, bytes(seen))
+
 
 # Messages queued for one connection before a non-reading peer is declared lost.
 _OUTBOX_DEPTH: Final = 1024
@@ -337,6 +375,7 @@ class PeerRunner:
         self._stopping = False
         self._reset_token: object | None = None
         self._nursery: trio.Nursery | None = None
+        self._awaiting_open = 0  # accepted connections read until their OPEN (incoming)
         # The loop's timer, while it waits for events (re-armed after a handling in place).
         self._waiting: trio.CancelScope | None = None
         self._busy = False  # an event is being handled: a new one must queue behind it
@@ -344,8 +383,31 @@ class PeerRunner:
     # --- called by the daemon ------------------------------------------------------------
 
     def incoming(self, stream: Stream, initial: bytes = b"") -> None:
-        """Hand over an accepted connection (and any bytes already read from it)."""
-        self.inbox.send_nowait(_Incoming(stream, initial))
+        """Hand over an accepted connection (and any bytes already read from it).
+
+        The session takes it only with the peer's first message (its OPEN): until then we
+        send nothing on it.  §8.8 collision resolution relies on this (docs/conformance.md
+        choice 17): a peer that closes its dial before sending its OPEN has then never
+        opened a connection here, and an OPEN we would have sent on it could not make the
+        peer choose differently from us."""
+        if initial:
+            self.inbox.send_nowait(_Incoming(stream, initial))
+        elif self._nursery is None or self._awaiting_open >= _MAX_AWAITING_OPEN:
+            self._discard(stream)
+        else:
+            self._awaiting_open += 1
+            self._nursery.start_soon(self._take_with_open, stream)
+
+    async def _take_with_open(self, stream: Stream) -> None:
+        try:
+            first = await read_first_frame(stream, self.session.config.open_hold_time)
+        finally:
+            self._awaiting_open -= 1
+        if first.seen:
+            # A framing error is the session's to answer (§8: its framer finds it again).
+            self.inbox.send_nowait(_Incoming(stream, first.seen))
+        else:
+            await trio.aclose_forcefully(stream)  # closed, or silent: never a connection
 
     def admin(self, *, start: bool, reason: str, final: bool = False) -> None:
         """Start, or Stop (Cease, §8.7).  A Stop with ``final`` (shutdown, or the peer was

@@ -1875,7 +1875,10 @@ class ClaimEngine:
         spaces = [space for space in (self._claim_space(kind, p) for p in parents) if space]
         if not spaces:
             if kind is LOCAL:
-                return "no space to claim from: this domain holds no managed prefix yet"
+                return (
+                    "no space to claim from: this domain holds no usable managed prefix "
+                    "(none yet, or all withdrawn or expired)"
+                )
             if self.config.is_tld:
                 return "no space to claim from: no global pool is configured"
             return (

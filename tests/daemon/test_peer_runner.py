@@ -53,9 +53,10 @@ class Peer:
         return decode(frame)
 
     async def handshake(self, runner: PeerRunner) -> None:
-        """Answer the runner's OPEN and bring the session to Established."""
-        assert isinstance(await self.read(), Open)
+        """Open a connection the runner accepted: our OPEN first (the runner takes the
+        connection only with it), then its OPEN and KEEPALIVE, then Established."""
         await self.stream.send_all(encode(peer_open(runner.session.config)))
+        assert isinstance(await self.read(), Open)
         assert isinstance(await self.read(), Keepalive)
         await self.stream.send_all(encode(Keepalive()))
         await runner.established.wait()
@@ -127,7 +128,8 @@ async def test_session_learns_at_once_when_a_non_reading_peer_is_dropped(
 ) -> None:
     """Review finding C1: a full outbox drops the connection, and the session must hear of
     it then, not a hold time later."""
-    monkeypatch.setattr(peer_module, "_OUTBOX_DEPTH", 1)
+    # Two slots: the OPEN and KEEPALIVE that answer the peer's OPEN are queued together.
+    monkeypatch.setattr(peer_module, "_OUTBOX_DEPTH", 2)
     runner = passive_runner()  # hold time 90
     ours, theirs = trio.testing.lockstep_stream_pair()
     async with trio.open_nursery() as nursery:
@@ -137,9 +139,9 @@ async def test_session_learns_at_once_when_a_non_reading_peer_is_dropped(
         await Peer(theirs).handshake(runner)
         # From now on we read nothing.  Bad Message Type is CC: in Established each one is
         # answered with a NOTIFICATION and the session stays up.  The first answer blocks in
-        # the writer, the second fills the one outbox slot, the third finds no room.
+        # the writer, the next two fill the outbox, the fourth finds no room.
         before = trio.current_time()
-        await theirs.send_all(bytes([0, 4, 9, 0]) * 3)
+        await theirs.send_all(bytes([0, 4, 9, 0]) * 4)
         await trio.testing.wait_all_tasks_blocked()
         assert trio.current_time() == before  # no timer was needed to notice
         assert runner.session.state is State.ACTIVE  # told of the loss: Idle, then Active
@@ -409,3 +411,39 @@ def test_an_input_queued_behind_a_batch_survives_a_timer_firing_in_between() -> 
     for _ in range(10):
         clock = trio.testing.MockClock()
         assert trio.run(_stop_behind_a_batch, clock, clock=clock)
+
+
+async def test_an_accepted_connection_joins_the_session_only_with_the_peers_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """§8.8, docs/conformance.md choice 17: until the peer's OPEN arrives we send nothing
+    on an accepted connection, and one closed or silent until then never reaches the
+    session."""
+    runner = passive_runner()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        await trio.testing.wait_all_tasks_blocked()
+        # Closed before a word: never a connection.
+        closed, closer = trio.testing.memory_stream_pair()
+        runner.incoming(closed)  # type: ignore[arg-type]
+        await closer.aclose()
+        # Silent: closed after the OpenSent hold time, never taken either.
+        silent, mute = trio.testing.memory_stream_pair()
+        runner.incoming(silent)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()
+        assert runner.session.state is State.ACTIVE and not runner.session._connections
+        with trio.move_on_after(1):
+            assert await mute.receive_some() == b"unreachable"  # nothing sent meanwhile
+        started = trio.current_time()
+        assert await mute.receive_some() == b""  # EOF: we closed it
+        assert trio.current_time() - started == pytest.approx(
+            runner.session.config.open_hold_time - 1
+        )
+        assert runner.session.state is State.ACTIVE and runner.session.stats.flaps == 0
+        # With the OPEN, the session takes it and answers.
+        ours, theirs = trio.testing.memory_stream_pair()
+        runner.incoming(ours)  # type: ignore[arg-type]
+        await Peer(theirs).handshake(runner)
+        assert runner.session.state is State.ESTABLISHED
+        nursery.cancel_scope.cancel()

@@ -226,11 +226,11 @@ def test_s8_2_wrong_peer_domain_gets_bad_peer_domain_id(
     sock = connect_from(72, 71)
     framer = Framer()
     try:
-        assert isinstance(read_message(sock, framer), Open)
         wrong = Open(
             AddressFamily.IPV4, Role.CHILD, 30, DomainId(4242), NodeId(0x7F00094B), DomainId(TLD1)
         )
         sock.sendall(encode(wrong))
+        assert isinstance(read_message(sock, framer), Open)  # the daemon's, then the answer
         note = read_message(sock, framer)
         assert isinstance(note, Notification)
         assert (note.code, note.subcode, note.open_bit) == (ErrorCode.OPEN_MESSAGE, 2, False)
@@ -345,13 +345,24 @@ def raw_peer_established(
 ) -> tuple[socket.socket, Framer]:
     """Open a session to the daemon as peer ``node`` and bring it to Established.
 
-    ``parent`` is the OPEN's Parent's Domain ID; by default the daemon's domain (we are
-    its child), TLD_ID (0) for a sibling TLD."""
+    ``parent`` is the OPEN's Parent's Domain ID; by default the daemon's domain TLD1 (we
+    are its child), TLD_ID (0) for a sibling TLD.  We speak first: the daemon takes an
+    accepted connection only with the peer's OPEN (docs/conformance.md choice 17)."""
+    node_id = NodeId(int.from_bytes(socket.inet_aton(addr(node)), "big"))
+    ours = Open(
+        AddressFamily.IPV4,
+        role,
+        30,
+        DomainId(domain),
+        node_id,
+        DomainId(TLD1 if parent is None else parent),
+    )
     deadline = time.monotonic() + retry
     while True:
         sock = connect_from(node, daemon_node, retry=retry)
         framer = Framer()
         try:
+            sock.sendall(encode(ours))
             theirs = read_message(sock, framer)
             break
         except (AssertionError, OSError):
@@ -361,19 +372,6 @@ def raw_peer_established(
                 raise
             time.sleep(0.3)
     assert isinstance(theirs, Open)
-    node_id = NodeId(int.from_bytes(socket.inet_aton(addr(node)), "big"))
-    sock.sendall(
-        encode(
-            Open(
-                AddressFamily.IPV4,
-                role,
-                30,
-                DomainId(domain),
-                node_id,
-                theirs.domain_id if parent is None else DomainId(parent),
-            )
-        )
-    )
     assert isinstance(read_message(sock, framer), Keepalive)
     sock.sendall(encode(Keepalive()))
     return sock, framer

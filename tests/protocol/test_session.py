@@ -15,6 +15,7 @@ import pytest
 from masc.protocol.constants import ClaimType, Role
 from masc.protocol.errors import CoreMisuse, ErrorCode
 from masc.protocol.session import (
+    OPEN_ANSWER_TIME,
     Close,
     Dial,
     Effect,
@@ -354,9 +355,9 @@ def test_s8_8_established_connection_always_wins() -> None:
 class Pair:
     """Two sessions wired back to back in memory, both dialling: a collision every time.
 
-    As in the daemon, the accepting end adopts an inbound connection only with its first
-    bytes (the dialler's OPEN, which picks the session): a dial closed before it sent
-    anything is never seen there."""
+    As in the daemon and the simulator (``PeerRunner.incoming``), the accepting end takes
+    an inbound connection only with its first message, the dialler's OPEN: a dial closed
+    before it sent anything is never seen there."""
 
     def __init__(self, a_node: int, b_node: int) -> None:
         a_cfg = config(local_node=NodeId(a_node))
@@ -451,6 +452,26 @@ def test_s8_8_no_interleaving_of_a_simultaneous_open_loses_both_connections(seed
     assert pair.a.state is State.ESTABLISHED and pair.b.state is State.ESTABLISHED
     (a_conn,) = pair.a._connections  # one connection each, and the same one
     assert pair.links[("a", a_conn)] == ("b", *pair.b._connections)
+
+
+@pytest.mark.parametrize(
+    ("age", "survivor"),
+    [(1.0, 1), (OPEN_ANSWER_TIME + 1, 2)],
+    ids=["answer-pending-counts", "unanswered-dial-does-not"],
+)
+def test_s8_8_a_dial_the_peer_never_answered_does_not_shut_out_its_new_connection(
+    age: float, survivor: int
+) -> None:
+    """We are the higher node, so our dial (1) wins a collision; but one whose OPEN the
+    peer has not answered for OPEN_ANSWER_TIME is most likely dead (the peer's host
+    restarted after the handshake), and the peer's new connection (2) goes ahead."""
+    s = bring_to(State.OPEN_SENT, config(local_node=NodeId(PEER_NODE + 1)))  # 1 at t=0
+    s.connection_made(2, outbound=False, now=age)
+    effects = s.data_received(2, encode(peer_open(s.config)), now=age)
+    if survivor == 1:
+        assert closed(effects) == [2] and set(s._connections) == {1}
+    else:
+        assert closed(effects) == [] and s._connections[2].state is State.OPEN_CONFIRM
 
 
 # --- §8.6 NOTIFICATION errors, §8.3 CC errors in Established --------------------------------
