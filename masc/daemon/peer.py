@@ -386,28 +386,25 @@ class PeerRunner:
         """Hand over an accepted connection (and any bytes already read from it).
 
         The session takes it only with the peer's first message (its OPEN): until then we
-        send nothing on it.  §8.8 collision resolution relies on this (docs/conformance.md
-        choice 17): a peer that closes its dial before sending its OPEN has then never
-        opened a connection here, and an OPEN we would have sent on it could not make the
-        peer choose differently from us."""
-        if initial:
-            self.inbox.send_nowait(_Incoming(stream, initial))
-        elif self._nursery is None or self._awaiting_open >= _MAX_AWAITING_OPEN:
-            self._discard(stream)
-        else:
-            self._awaiting_open += 1
-            self._nursery.start_soon(self._take_with_open, stream)
+        send nothing on it (:meth:`_take_with_open`).  §8.8 collision resolution relies on
+        this (docs/conformance.md choice 17): a peer that closes its dial before sending
+        its OPEN has then never opened a connection here, and an OPEN we would have sent
+        on it could not make the peer choose differently from us."""
+        self.inbox.send_nowait(_Incoming(stream, initial))
 
     async def _take_with_open(self, stream: Stream) -> None:
+        taken = False
         try:
             first = await read_first_frame(stream, self.session.config.open_hold_time)
+            # Closed, silent, or a partial message and then silence: never a connection.
+            # A framing error is the session's to answer (§8: its framer finds it again).
+            taken = (first.frame is not None or first.error is not None) and not self._stopping
+            if taken:
+                self.inbox.send_nowait(_Incoming(stream, first.seen))
         finally:
             self._awaiting_open -= 1
-        if first.seen:
-            # A framing error is the session's to answer (§8: its framer finds it again).
-            self.inbox.send_nowait(_Incoming(stream, first.seen))
-        else:
-            await trio.aclose_forcefully(stream)  # closed, or silent: never a connection
+            if not taken:
+                await trio.aclose_forcefully(stream)
 
     def admin(self, *, start: bool, reason: str, final: bool = False) -> None:
         """Start, or Stop (Cease, §8.7).  A Stop with ``final`` (shutdown, or the peer was
@@ -566,7 +563,13 @@ class PeerRunner:
                 del self._connections[event.connection.id]
                 self._execute(session.connection_lost(event.connection.id, now=now))
         elif isinstance(event, _Incoming):
-            self._adopt(event.stream, outbound=False, initial=event.initial)
+            if event.initial or self._nursery is None:
+                self._adopt(event.stream, outbound=False, initial=event.initial)
+            elif self._stopping or self._awaiting_open >= _MAX_AWAITING_OPEN:
+                self._discard(event.stream)
+            else:
+                self._awaiting_open += 1
+                self._nursery.start_soon(self._take_with_open, event.stream)
         elif isinstance(event, _Connected):
             if event.dial != self._current_dial:
                 self._discard(event.stream)  # superseded by a later dial

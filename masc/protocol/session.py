@@ -79,10 +79,6 @@ class State(enum.Enum):
 
 # NOTIFICATIONs sent in answer to one UPDATE with several bad claims (docs/conformance.md).
 MAX_REPORTS_PER_UPDATE: Final = 8
-# §8.8 (docs/conformance.md choice 17): how long a peer may take to answer our OPEN on a
-# connection we dialled before that connection stops counting in a collision.  The peer
-# answers as soon as our OPEN arrives: a round trip, plus TCP retransmissions.
-OPEN_ANSWER_TIME: Final = 10.0
 
 _PROGRESS: Final = {
     State.IDLE: 0,
@@ -236,7 +232,6 @@ class _Connection:
     keepalive_at: float | None = None
     established_at: float | None = None
     limiter: UpdateLimiter | None = None  # from Established on
-    opened_at: float = 0.0  # when the transport connection was taken (_accept)
 
 
 @dataclass(slots=True)
@@ -509,7 +504,7 @@ class PeerSession:
     def _accept(self, connection: int, outbound: bool, now: float) -> None:
         """A transport connection is up: send OPEN, large Hold Timer, OpenSent (§10)."""
         self._connect_retry_at = None
-        conn = _Connection(connection, outbound, opened_at=now)
+        conn = _Connection(connection, outbound)
         self._connections[connection] = conn
         conn.hold_at = now + self.config.open_hold_time
         self._send(conn, self._open_message(), now)
@@ -771,11 +766,6 @@ class PeerSession:
         """
         for other in list(self._connections.values()):
             if other is conn:
-                continue
-            if other.state is State.OPEN_SENT and now - other.opened_at > OPEN_ANSWER_TIME:
-                # Our dial the peer has not answered for this long is most likely dead (its
-                # host restarted after the handshake): it must not shut out the peer's new
-                # connection until the OpenSent hold timer ends it (choice 17).
                 continue
             if other.remote is not None and other.remote.node_id != message.node_id:
                 raise OpenMessageError(

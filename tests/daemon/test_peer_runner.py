@@ -428,15 +428,20 @@ async def test_an_accepted_connection_joins_the_session_only_with_the_peers_open
         closed, closer = trio.testing.memory_stream_pair()
         runner.incoming(closed)  # type: ignore[arg-type]
         await closer.aclose()
-        # Silent: closed after the OpenSent hold time, never taken either.
+        # Silent, or stopped inside its first message: closed after the OpenSent hold
+        # time, never taken either.
         silent, mute = trio.testing.memory_stream_pair()
+        partial, stalled = trio.testing.memory_stream_pair()
         runner.incoming(silent)  # type: ignore[arg-type]
+        runner.incoming(partial)  # type: ignore[arg-type]
+        await stalled.send_all(encode(peer_open(runner.session.config))[:5])
         await trio.testing.wait_all_tasks_blocked()
         assert runner.session.state is State.ACTIVE and not runner.session._connections
         with trio.move_on_after(1):
             assert await mute.receive_some() == b"unreachable"  # nothing sent meanwhile
         started = trio.current_time()
         assert await mute.receive_some() == b""  # EOF: we closed it
+        assert await stalled.receive_some() == b""
         assert trio.current_time() - started == pytest.approx(
             runner.session.config.open_hold_time - 1
         )
@@ -447,3 +452,19 @@ async def test_an_accepted_connection_joins_the_session_only_with_the_peers_open
         await Peer(theirs).handshake(runner)
         assert runner.session.state is State.ESTABLISHED
         nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_awaiting_its_open_is_closed_when_the_runner_stops(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner = passive_runner()
+    waiting, peer = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        runner.admin(start=True, reason="test")
+        runner.incoming(waiting)  # type: ignore[arg-type]
+        await trio.testing.wait_all_tasks_blocked()
+        runner.admin(start=False, reason="removed from the configuration", final=True)
+        with trio.fail_after(1):
+            assert await peer.receive_some() == b""  # closed, not left to the GC
+    assert runner._awaiting_open == 0

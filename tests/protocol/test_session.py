@@ -15,7 +15,6 @@ import pytest
 from masc.protocol.constants import ClaimType, Role
 from masc.protocol.errors import CoreMisuse, ErrorCode
 from masc.protocol.session import (
-    OPEN_ANSWER_TIME,
     Close,
     Dial,
     Effect,
@@ -454,24 +453,15 @@ def test_s8_8_no_interleaving_of_a_simultaneous_open_loses_both_connections(seed
     assert pair.links[("a", a_conn)] == ("b", *pair.b._connections)
 
 
-@pytest.mark.parametrize(
-    ("age", "survivor"),
-    [(1.0, 1), (OPEN_ANSWER_TIME + 1, 2)],
-    ids=["answer-pending-counts", "unanswered-dial-does-not"],
-)
-def test_s8_8_a_dial_the_peer_never_answered_does_not_shut_out_its_new_connection(
-    age: float, survivor: int
-) -> None:
-    """We are the higher node, so our dial (1) wins a collision; but one whose OPEN the
-    peer has not answered for OPEN_ANSWER_TIME is most likely dead (the peer's host
-    restarted after the handshake), and the peer's new connection (2) goes ahead."""
+@pytest.mark.parametrize("age", [1.0, 200.0])
+def test_s8_8_our_dial_awaiting_its_answer_counts_however_long_it_waits(age: float) -> None:
+    """We are the higher node, so our dial (1) wins, even while the peer's OPEN on it is
+    late: an answer held up in the network must not make the two ends choose differently
+    (a time limit did, found by review; docs/conformance.md choice 17)."""
     s = bring_to(State.OPEN_SENT, config(local_node=NodeId(PEER_NODE + 1)))  # 1 at t=0
     s.connection_made(2, outbound=False, now=age)
     effects = s.data_received(2, encode(peer_open(s.config)), now=age)
-    if survivor == 1:
-        assert closed(effects) == [2] and set(s._connections) == {1}
-    else:
-        assert closed(effects) == [] and s._connections[2].state is State.OPEN_CONFIRM
+    assert closed(effects) == [2] and set(s._connections) == {1}
 
 
 # --- §8.6 NOTIFICATION errors, §8.3 CC errors in Established --------------------------------
