@@ -703,8 +703,9 @@ class PeerSession:
         A dial that completes after another connection has reached OpenConfirm is closed
         before it sends its OPEN: we have sent a KEEPALIVE there, the peer may already hold
         that connection Established, and an OPEN on this one could only make it choose
-        differently from us (docs/conformance.md choice 17).  The peer adopts an inbound
-        connection only with its OPEN, so it never sees this one.
+        differently from us (docs/conformance.md choice 17).  A peer that takes an accepted
+        connection only with its OPEN, as masc does (``PeerRunner.incoming``), never sees
+        this one.
         """
         assert connection is not None
         if any(c.outbound == outbound for c in self._connections.values()) or (
