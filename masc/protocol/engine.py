@@ -1583,12 +1583,10 @@ class ClaimEngine:
             return
         if not planned and any(held.can_double for held in self._held(kind)):
             return
-        now, bits, until = self._now, -1, float("inf")
+        now, until = self._now, float("inf")
         taken = self._cache_taken(kind)
-        fixed = self._occupied(kind)
+        bits = self._largest_free(kind, parents, self._occupied(kind))
         for parent in parents:
-            space = self._claim_space(kind, parent)
-            bits = max(bits, largest_free(space, fixed))
             if parent is not None and parent != TLD_ID:
                 # A parent's WITHDRAW timing out gives the space back (§11.7.4).
                 for e in self.cache.of_origin(ClaimType.WITHDRAW, parent):
@@ -1885,8 +1883,7 @@ class ClaimEngine:
                 "no space to claim from: no parent session is Established with space "
                 "announced (PREFIX_MANAGED, RFC 2909 §11.1)"
             )
-        occupied = self._occupied(kind)
-        bits = max(largest_free(space, occupied) for space in spaces)
+        bits = self._largest_free(kind, parents, self._occupied(kind))
         if bits < host_bits_for(size):
             largest = "none" if bits < 0 else f"{1 << bits} addresses"
             return (
@@ -1894,6 +1891,15 @@ class ClaimEngine:
                 f"(largest free block: {largest})"
             )
         return None
+
+    def _largest_free(
+        self, kind: SpaceKind, parents: list[DomainId | None], occupied: list[Prefix]
+    ) -> int:
+        """``k`` of the largest free block of 2**k addresses a new claim could take in any
+        of ``parents``' space (-1: none)."""
+        return max(
+            (largest_free(self._claim_space(kind, p), occupied) for p in parents), default=-1
+        )
 
     def _eligible_parents(self) -> list[DomainId]:
         """§5.1: a non-TLD claims from a parent only while a session to it is Established."""
