@@ -305,12 +305,10 @@ class _Connection:
         nothing is queued before them; False: queue them for the writer.  A write that
         fails drops the connection, as the writer's would."""
         send_nowait = getattr(self.stream, "send_nowait", None)
-        if (
-            send_nowait is None
-            or self.closing
-            or self._outbox_rx.statistics().current_buffer_used
-            or not self._outbox_rx.statistics().tasks_waiting_receive
-        ):
+        if send_nowait is None or self.closing:
+            return False
+        queue = self._outbox_rx.statistics()
+        if queue.current_buffer_used or not queue.tasks_waiting_receive:
             return False
         try:
             send_nowait(data)

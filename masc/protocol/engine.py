@@ -446,11 +446,14 @@ class ClaimEngine:
             if pending.deadline <= now and pending in self.pending:
                 self.pending.remove(pending)
                 self._claim_timer_expired(pending)
+        due: list[Allocation] = []
         for alloc in list(self.allocations.values()):
             if alloc.expires <= now:
                 self._drop_allocation(alloc, "expired")  # §4.2
             elif self._renewal_due(alloc):
-                self._renew_or_shrink(alloc)
+                due.append(alloc)
+        if due:
+            self._renew_together(due)
         self.cache.purge(now)
         for table in (self._denied_lifetime, self._denied_size):
             for key in [k for k, until in table.items() if until <= now]:
@@ -1514,7 +1517,7 @@ class ClaimEngine:
                 continue  # holding initial_size: one claim at a time
             if kind is DOMAIN and not self._eligible_parents():
                 continue
-            if kind is LOCAL and not self._usable(DOMAIN, now):
+            if kind is LOCAL and not self._has_usable(DOMAIN, now):
                 continue
             stuck = self._stuck_still(kind)
             if stuck is not None:
@@ -1749,7 +1752,7 @@ class ClaimEngine:
         skips finding which prefixes could double (the sizes are the same)."""
         cfg, now = self.config, self._now
         demand = self._demand_for(kind)
-        usable = self._usable(kind, now)
+        usable = self._has_usable(kind, now)
         if demand is None:
             # No demand reported: hold initial_size (§12.2, App. B).
             return None if usable or cfg.initial_size <= 0 else Grow(cfg.initial_size)
@@ -1803,12 +1806,15 @@ class ClaimEngine:
         """§5.3: claim the prefix twice the size of ``alloc``'s that contains it."""
         self._schedule_on(alloc, alloc.prefix.supernet(), "expand")
 
-    def _schedule_on(self, alloc: Allocation, prefix: Prefix, purpose: Purpose) -> None:
+    def _schedule_on(
+        self, alloc: Allocation, prefix: Prefix, purpose: Purpose, *, at: float | None = None
+    ) -> None:
         """A CLAIM_TO_EXPAND of ``prefix`` extending ``alloc``: renewal (§5.2), expansion
-        (§5.3) or shrink (§17.1.5), after the §5.1 a) random delay."""
+        (§5.3) or shrink (§17.1.5), after the §5.1 a) random delay (or at ``at``, one
+        delay drawn for several renewals sent together)."""
         self.scheduled.append(
             ScheduledClaim(
-                at=self._claim_time(),
+                at=self._claim_time() if at is None else at,
                 kind=alloc.kind,
                 size=prefix.num_addresses,
                 lifetime=_u32(self.config.claim_lifetime),
@@ -2035,7 +2041,7 @@ class ClaimEngine:
                 # Whether to grow does not depend on which prefixes can double.
                 needed = self._growth(kind, doubles=False) is not None
             else:
-                needed = not (self._claiming(kind) or self._usable(kind, now))
+                needed = not (self._claiming(kind) or self._has_usable(kind, now))
             if not needed:
                 return  # §5.1 a): no longer needed
         parents: list[DomainId | None]
@@ -2288,12 +2294,42 @@ class ClaimEngine:
             and self._now >= alloc.renew_retry_at
         )
 
-    def _renew_or_shrink(self, alloc: Allocation) -> None:
+    def _renew_together(self, due: list[Allocation]) -> None:
+        """§17.1.6: renew the prefixes ``due`` now, and with them every other prefix of
+        the same kind that would fall due within half a renewal cycle, all after one
+        §5.1 a) delay: their CLAIM_TO_EXPANDs then leave in one UPDATE, and one waiting
+        period later their PREFIX_IN_USEs (and PREFIX_MANAGEDs) do too.  Renewed one by
+        one, a domain holding three prefixes sent, and every parent relayed to each of its
+        children, three times the UPDATEs for the same claims.  A cycle is
+        ``renew_interval`` plus the waiting period (:meth:`_renew_at` counts from when the
+        last renewal ended); half of one merges any two cycles at the first renewal of
+        either (docs/conformance.md choice 104)."""
+        cfg, now = self.config, self._now
+        ahead = now + (cfg.allocator.renew_interval + cfg.waiting_period) / 2
+        kinds = {a.kind for a in due}
+        chosen = {id(a) for a in due}
+        batch = [
+            a
+            for a in self.allocations.values()
+            if id(a) in chosen
+            or (
+                a.kind in kinds
+                and self._may_renew(a)
+                and now >= a.renew_retry_at
+                and self._renew_at(a) < ahead
+            )
+        ]
+        at = self._claim_time()
+        for alloc in batch:
+            self._renew_or_shrink(alloc, at=at)
+
+    def _renew_or_shrink(self, alloc: Allocation, *, at: float | None = None) -> None:
         """§17.1.5-6: at a renewal, renew the prefix whole, renew its better-used half, or
-        let it expire, as the demand says; never below ``initial_size`` held."""
+        let it expire, as the demand says; never below ``initial_size`` held.  ``at``: when
+        to send the claim (else after a §5.1 a) delay of its own)."""
         demand = self._demand_for(alloc.kind)
         if demand is None:
-            self._schedule_renewal(alloc)
+            self._schedule_renewal(alloc, at=at)
             return
         held = self._held(alloc.kind, doubles=False)  # plan_renewal ignores can_double
         keep = plan_renewal(alloc.prefix, held, demand, self._horizon, self.config.allocator)
@@ -2311,9 +2347,9 @@ class ClaimEngine:
         if keep is None:
             self._deprecate(alloc, "under-used")
         elif keep == alloc.prefix:
-            self._schedule_renewal(alloc)
+            self._schedule_renewal(alloc, at=at)
         else:
-            self._schedule_on(alloc, keep, "shrink")
+            self._schedule_on(alloc, keep, "shrink", at=at)
 
     def _would_strand(self, alloc: Allocation, keep: Prefix | None) -> bool:
         """Whether keeping only ``keep`` of a managed prefix (nothing when None) would leave
@@ -2342,9 +2378,9 @@ class ClaimEngine:
             alloc.renewing = False
             self._events.append(PrefixDeprecated(alloc.prefix, alloc.kind, alloc.expires, reason))
 
-    def _schedule_renewal(self, alloc: Allocation) -> None:
+    def _schedule_renewal(self, alloc: Allocation, *, at: float | None = None) -> None:
         if not any(s.extends == alloc.prefix for s in self.scheduled):
-            self._schedule_on(alloc, alloc.prefix, "renew")
+            self._schedule_on(alloc, alloc.prefix, "renew", at=at)
 
     # --- propagation ---------------------------------------------------------------------
 
@@ -2423,6 +2459,14 @@ class ClaimEngine:
     def _usable_of(self, alloc: Allocation, now: float) -> list[Prefix]:
         cuts = self._withdrawn_ranges(alloc.kind, now)
         return subtract([alloc.prefix], cuts) if cuts else [alloc.prefix]
+
+    def _has_usable(self, kind: SpaceKind, now: float) -> bool:
+        """Whether :meth:`_usable` is not empty, without building it: the planner asks on
+        every input, and our own WITHDRAWs, which would cut it, are rare."""
+        held = [a.prefix for a in self.allocations.values() if a.kind is kind and a.expires > now]
+        if not held or not self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
+            return bool(held)
+        return bool(subtract(held, self._withdrawn_ranges(kind, now)))
 
     def _usable(self, kind: SpaceKind, now: float) -> list[Prefix]:
         held = [a.prefix for a in self.allocations.values() if a.kind is kind and a.expires > now]

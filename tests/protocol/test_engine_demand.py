@@ -23,6 +23,7 @@ from masc.protocol.events import (
     PrefixAllocated,
     PrefixDeprecated,
     PrefixGone,
+    SendUpdate,
     SpaceKind,
 )
 from masc.protocol.wire.messages import DomainId, Prefix
@@ -517,3 +518,56 @@ def test_choice_102_a_failed_operator_claim_does_not_hold_back_a_doubling() -> N
     net.run_for(700)
     sent = net.events("x", ClaimSent)
     assert [(c.purpose, c.claim.prefix) for c in sent] == [("expand", ours.supernet())]
+
+
+def _updates_to(net: Any, peer: str, claim_type: ClaimType) -> list[tuple[float, list[Prefix]]]:
+    """(time, prefixes) of each UPDATE ``x`` sent ``peer`` carrying ``claim_type``."""
+    return [
+        (r.time, [c.prefix for c in r.event.update.attributes if c.type is claim_type])
+        for r in net.records("x", SendUpdate)
+        if r.event.peer == peer and any(c.type is claim_type for c in r.event.update.attributes)
+    ]
+
+
+def _apart_from(prefix: Prefix) -> Prefix:
+    """A /24 of the parent's space that cannot aggregate with ``prefix`` (§17.1.4)."""
+    return next(
+        p for p in net4(PARENT_SPACE).subnets(new_prefix=24) if not p.overlaps(prefix.supernet(4))
+    )
+
+
+def test_choice_104_prefixes_renew_together_in_one_update() -> None:
+    """Two prefixes allocated 48 hours apart, renewed every 6 days: the first renewal takes
+    the second along (due within half a cycle of 6 days plus the waiting period), so one
+    UPDATE carries both CLAIM_TO_EXPANDs to the parent, and one, a waiting period later,
+    both PREFIX_IN_USEs."""
+    net = world(allocator=AllocatorConfig(renew_interval=6 * DAY))
+    first = allocated(net)
+    start = net.now
+    net.call("x", "claim", 256, prefix=_apart_from(first), at=net.now + 1)
+    net.run_for(WAIT + 10)
+    assert len(net["x"].managed_space()) == 2
+    net.clear()
+    net.run_until(start + 6 * DAY + 3600)
+    (renewals,) = _updates_to(net, "p", ClaimType.CLAIM_TO_EXPAND)
+    assert renewals[0] >= start + 6 * DAY
+    assert sorted(renewals[1]) == sorted(net["x"].managed_space())
+    net.run_for(WAIT + 700)
+    announced = [u for u in _updates_to(net, "p", ClaimType.PREFIX_IN_USE) if u[0] > renewals[0]]
+    assert [sorted(p) for _, p in announced] == [sorted(renewals[1])]
+
+
+def test_choice_104_a_prefix_due_beyond_half_a_cycle_is_merged_at_its_own_renewal() -> None:
+    """Allocated 100 hours after the first (past half of the 6-day + 48-hour cycle): the
+    first renews alone; at the second's renewal the first, 92 hours from due, goes along,
+    and from then on the two renew together."""
+    net = world(allocator=AllocatorConfig(renew_interval=6 * DAY))
+    first = allocated(net)
+    start = net.now
+    net.run_for(52 * 3600)
+    net.call("x", "claim", 256, prefix=_apart_from(first), at=net.now + 1)
+    net.run_for(WAIT + 10)
+    net.clear()
+    net.run_until(start + 20 * DAY)
+    sizes = [len(p) for _, p in _updates_to(net, "p", ClaimType.CLAIM_TO_EXPAND)]
+    assert sizes == [1, 2, 2]
