@@ -1948,6 +1948,8 @@ class ClaimEngine:
         taken += [p.claim.prefix for p in self.pending if p.kind is kind]
         taken += [s.prefix for s in self.scheduled if s.kind is kind and s.prefix is not None]
         taken += self._cache_taken(kind)
+        if ignore is None:
+            return taken
         return [p for p in taken if p != ignore]
 
     def _cache_taken(self, kind: SpaceKind) -> dict[Prefix, float]:

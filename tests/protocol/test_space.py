@@ -73,6 +73,43 @@ def test_overlaps_either_way_but_not_neighbours() -> None:
     assert not overlaps(net4("239.192.0.0/24"), net4("239.192.1.0/24"))
 
 
+any_prefixes = st.one_of(
+    st.builds(
+        lambda a, n: IPv4Network((a >> (32 - n) << (32 - n), n)),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 32),
+    ),
+    st.builds(
+        lambda a, n: IPv6Network((a >> (128 - n) << (128 - n), n)),
+        st.integers(0, 2**128 - 1),
+        st.integers(0, 128),
+    ),
+)
+
+
+@settings(max_examples=500)
+@given(a=any_prefixes, b=any_prefixes)
+def test_covers_and_overlaps_agree_with_ipaddress(a: Prefix, b: Prefix) -> None:
+    """They read ipaddress's private fields for speed (space.py): this is the check that
+    those still mean what they meant."""
+    same = a.version == b.version
+    assert covers(a, b) == (same and b.subnet_of(a))  # type: ignore[arg-type]
+    assert overlaps(a, b) == (same and a.overlaps(b))
+
+
+@given(
+    base=st.integers(0, 2**24 - 1).map(lambda a: a << 8),
+    outer=st.integers(8, 24),
+    inner=st.integers(8, 32),
+)
+def test_covers_and_overlaps_on_nested_prefixes(base: int, outer: int, inner: int) -> None:
+    """Random pairs rarely nest; these always do, one way or the other."""
+    a = IPv4Network((base >> (32 - outer) << (32 - outer), outer))
+    b = IPv4Network((int(a.network_address) >> (32 - inner) << (32 - inner), inner))
+    assert covers(a, b) == (inner >= outer) == b.subnet_of(a)
+    assert overlaps(a, b) and overlaps(b, a)
+
+
 def test_intersection_is_the_longer_prefix_or_none() -> None:
     a, b = net4("239.192.0.0/23"), net4("239.192.1.0/24")
     assert intersection(a, b) == b
