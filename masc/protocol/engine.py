@@ -2298,41 +2298,61 @@ class ClaimEngine:
 
     def _renew_together(self, due: list[Allocation]) -> None:
         """§17.1.6: renew the prefixes ``due`` now, and with them every other prefix of
-        the same kind that would fall due within half a renewal cycle, all after one
-        §5.1 a) delay: their CLAIM_TO_EXPANDs then leave in one UPDATE, and one waiting
-        period later their PREFIX_IN_USEs (and PREFIX_MANAGEDs) do too.  Renewed one by
-        one, a domain holding three prefixes sent, and every parent relayed to each of its
-        children, three times the UPDATEs for the same claims.  A cycle is
-        ``renew_interval`` plus the waiting period (:meth:`_renew_at` counts from when the
-        last renewal ended); half of one merges any two cycles at the first renewal of
-        either (docs/conformance.md choice 104)."""
+        the same kind that would fall due within half a renewal cycle and would be renewed
+        whole, all after one §5.1 a) delay: their CLAIM_TO_EXPANDs then leave in one
+        UPDATE, and one waiting period later their PREFIX_IN_USEs (and PREFIX_MANAGEDs) do
+        too.  Renewed one by one, a domain holding three prefixes sent, and every parent
+        relayed to each of its children, three times the UPDATEs for the same claims.  A
+        cycle is ``renew_interval`` plus the waiting period (:meth:`_renew_at` counts from
+        when the last renewal ended); half of one merges any two cycles at the first
+        renewal of either (docs/conformance.md choice 104).
+
+        Only whole renewals are taken along: a prefix that would be halved or let go
+        (§17.1.5) waits for its own time, where it is judged against what the ones due
+        now became, as it was before (two halvings judged against the same total could
+        leave less than the demand)."""
         cfg, now = self.config, self._now
         ahead = now + (cfg.allocator.renew_interval + cfg.waiting_period) / 2
         kinds = {a.kind for a in due}
         chosen = {id(a) for a in due}
-        batch = [
+        # A prefix that a claim under way will replace (§17.1.4) is left to lapse.
+        replaced = {p for c in self.pending for p in c.replaces}
+        replaced.update(p for c in self.scheduled for p in c.replaces)
+        along = [
             a
             for a in self.allocations.values()
-            if id(a) in chosen
-            or (
-                a.kind in kinds
-                and self._may_renew(a)
-                and now >= a.renew_retry_at
-                and self._renew_at(a) < ahead
-            )
+            if id(a) not in chosen
+            and a.kind in kinds
+            and a.prefix not in replaced
+            and self._may_renew(a)
+            and now >= a.renew_retry_at
+            and self._renew_at(a) <= ahead
         ]
         at = self._claim_time()
-        for alloc in batch:
+        for alloc in due:
             self._renew_or_shrink(alloc, at=at)
+        for alloc in along:
+            if self._renewal_keeps(alloc) == alloc.prefix:
+                self._schedule_renewal(alloc, at=at)
 
     def _renew_or_shrink(self, alloc: Allocation, *, at: float | None = None) -> None:
         """§17.1.5-6: at a renewal, renew the prefix whole, renew its better-used half, or
         let it expire, as the demand says; never below ``initial_size`` held.  ``at``: when
         to send the claim (else after a §5.1 a) delay of its own)."""
+        keep = self._renewal_keeps(alloc)
+        if keep is None:
+            self._deprecate(alloc, "under-used")
+        elif keep == alloc.prefix:
+            self._schedule_renewal(alloc, at=at)
+        else:
+            self._schedule_on(alloc, keep, "shrink", at=at)
+
+    def _renewal_keeps(self, alloc: Allocation) -> Prefix | None:
+        """What a renewal of ``alloc`` would re-claim now: the prefix, its better-used half,
+        or nothing (:meth:`_renew_or_shrink`)."""
         demand = self._demand_for(alloc.kind)
         if demand is None:
-            self._schedule_renewal(alloc, at=at)
-            return
+            return alloc.prefix
         held = self._held(alloc.kind, doubles=False)  # plan_renewal ignores can_double
         keep = plan_renewal(alloc.prefix, held, demand, self._horizon, self.config.allocator)
         floor = self.config.initial_size
@@ -2346,12 +2366,7 @@ class ClaimEngine:
             keep = alloc.prefix
         if keep != alloc.prefix and self._would_strand(alloc, keep):
             keep = alloc.prefix
-        if keep is None:
-            self._deprecate(alloc, "under-used")
-        elif keep == alloc.prefix:
-            self._schedule_renewal(alloc, at=at)
-        else:
-            self._schedule_on(alloc, keep, "shrink", at=at)
+        return keep
 
     def _would_strand(self, alloc: Allocation, keep: Prefix | None) -> bool:
         """Whether keeping only ``keep`` of a managed prefix (nothing when None) would leave

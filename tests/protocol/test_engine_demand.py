@@ -571,3 +571,31 @@ def test_choice_104_a_prefix_due_beyond_half_a_cycle_is_merged_at_its_own_renewa
     net.run_until(start + 20 * DAY)
     sizes = [len(p) for _, p in _updates_to(net, "p", ClaimType.CLAIM_TO_EXPAND)]
     assert sizes == [1, 2, 2]
+
+
+def test_choice_104_only_whole_renewals_are_taken_along() -> None:
+    """Two /24s, 60 hours apart, each half used (300 of 512 in use) and a /26 left over:
+    the first renewal halves one /24.  The other would also be halved if judged against
+    the same total, leaving 256 for a demand of 300; taken along, it could be, so a
+    prefix that would not be renewed whole waits for its own time."""
+    net = world(allocator=AllocatorConfig(renew_interval=6 * DAY), initial_size=64)
+    first = allocated(net)
+    start = net.now
+    b = _apart_from(first)
+    net.run_for(100 * 3600)
+    net.call("x", "claim", 256, prefix=b, at=net.now + 1)
+    net.run_for(60 * 3600)
+    c = next(
+        p
+        for p in net4(PARENT_SPACE).subnets(new_prefix=24)
+        if not p.overlaps(first.supernet(4)) and not p.overlaps(b.supernet(4))
+    )
+    net.call("x", "claim", 256, prefix=c, at=net.now + 1)
+    net.run_for(WAIT + 10)
+    net.call("x", "set_demand", Demand(in_use=300, by_prefix={b: 150, c: 150}))
+    net.clear()
+    net.run_until(start + 18 * DAY)
+    shrinks = [r.time for r in net.records("x", ClaimSent) if r.event.purpose == "shrink"]
+    assert len(shrinks) == 1
+    active = [a.prefix for a in net["x"].allocations.values() if a.renewing]
+    assert sum(p.num_addresses for p in active) >= 300
