@@ -599,3 +599,26 @@ def test_choice_104_only_whole_renewals_are_taken_along() -> None:
     assert len(shrinks) == 1
     active = [a.prefix for a in net["x"].allocations.values() if a.renewing]
     assert sum(p.num_addresses for p in active) >= 300
+
+
+def test_choice_104_a_batch_takes_along_only_prefixes_of_its_own_kind() -> None:
+    """x holds a managed /22 and, once a child has claimed, LOCAL space inside it (§12.2),
+    allocated a waiting period later and so due 48 hours after the /22 (within half the
+    6-day + 48-hour cycle).  The LOCAL prefix goes to other sessions than the managed one
+    (internal peers and children, not the parent and siblings), so renewing it early
+    would save no UPDATE: it renews on its own cycle."""
+    net = world(allocator=AllocatorConfig(renew_interval=6 * DAY))
+    space = ip_network("239.192.4.0/22")
+    net.call("x", "claim", 0, prefix=space, at=net.now + 1)
+    net.run_for(WAIT + 10)
+    start = net.now
+    assert rejects(net.inject("c", "x", kid(PIU, sub(space, 24, 1), ts=net.now))) == []
+    net.run_for(WAIT + 700)
+    assert any(a.kind is SpaceKind.LOCAL for a in net["x"].allocations.values())
+    net.clear()
+    net.run_until(start + 9 * DAY)
+    renewed = {
+        r.event.kind: r.time for r in net.records("x", ClaimSent) if r.event.purpose == "renew"
+    }
+    assert set(renewed) == {DOMAIN, SpaceKind.LOCAL}
+    assert renewed[SpaceKind.LOCAL] > renewed[DOMAIN] + DAY
