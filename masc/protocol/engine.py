@@ -1143,6 +1143,10 @@ class ClaimEngine:
     def _held_prefixes(self, kind: SpaceKind) -> list[Prefix]:
         return [a.prefix for a in self.allocations.values() if a.kind is kind]
 
+    def _live_prefixes(self, kind: SpaceKind, now: float) -> list[Prefix]:
+        """Our prefixes of ``kind`` not expired at ``now`` (withdrawn ranges included)."""
+        return [a.prefix for a in self.allocations.values() if a.kind is kind and a.expires > now]
+
     def _in_use_by(self, domain: DomainId, prefix: Prefix) -> bool:
         """§11.4.2-§11.4.3: an overlapping PREFIX_IN_USE by the claim's own domain."""
         now = self._now
@@ -1933,10 +1937,7 @@ class ClaimEngine:
         prefixes (§11.4.3), and a sibling only inside one PREFIX_MANAGED (§11.1)."""
         if kind is LOCAL:
             now = self._now
-            held = [
-                a.prefix for a in self.allocations.values() if a.kind is DOMAIN and a.expires > now
-            ]
-            return _pieces(held, self._withdrawn_ranges(DOMAIN, now))
+            return _pieces(self._live_prefixes(DOMAIN, now), self._withdrawn_ranges(DOMAIN, now))
         if parent is None:
             return []
         return self._parent_space(parent, self._now)
@@ -2480,14 +2481,13 @@ class ClaimEngine:
     def _has_usable(self, kind: SpaceKind, now: float) -> bool:
         """Whether :meth:`_usable` is not empty, without building it: the planner asks on
         every input, and our own WITHDRAWs, which would cut it, are rare."""
-        held = [a.prefix for a in self.allocations.values() if a.kind is kind and a.expires > now]
+        held = self._live_prefixes(kind, now)
         if not held or not self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
             return bool(held)
         return bool(subtract(held, self._withdrawn_ranges(kind, now)))
 
     def _usable(self, kind: SpaceKind, now: float) -> list[Prefix]:
-        held = [a.prefix for a in self.allocations.values() if a.kind is kind and a.expires > now]
-        return subtract(held, self._withdrawn_ranges(kind, now))
+        return subtract(self._live_prefixes(kind, now), self._withdrawn_ranges(kind, now))
 
     def _grib_set(self, now: float) -> list[Prefix]:
         """§5.1 d), §4.2, §11.7.3: the DOMAIN prefixes minus withdrawn ranges, except a
@@ -2500,9 +2500,7 @@ class ClaimEngine:
         ]
         # The same prefixes and WITHDRAWs give the same set (every input asks).
         key = (
-            tuple(
-                a.prefix for a in self.allocations.values() if a.kind is DOMAIN and a.expires > now
-            ),
+            tuple(self._live_prefixes(DOMAIN, now)),
             tuple(id(w) for w in withdraws),
         )
         if not withdraws and self._grib_memo[0] == key:
