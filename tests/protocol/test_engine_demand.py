@@ -529,10 +529,13 @@ def _updates_to(net: Any, peer: str, claim_type: ClaimType) -> list[tuple[float,
     ]
 
 
-def _apart_from(prefix: Prefix) -> Prefix:
-    """A /24 of the parent's space that cannot aggregate with ``prefix`` (§17.1.4)."""
+def _apart_from(*prefixes: Prefix) -> Prefix:
+    """A /24 of the parent's space that cannot aggregate with any of ``prefixes``
+    (§17.1.4)."""
     return next(
-        p for p in net4(PARENT_SPACE).subnets(new_prefix=24) if not p.overlaps(prefix.supernet(4))
+        p
+        for p in net4(PARENT_SPACE).subnets(new_prefix=24)
+        if not any(p.overlaps(q.supernet(4)) for q in prefixes)
     )
 
 
@@ -585,11 +588,7 @@ def test_choice_104_only_whole_renewals_are_taken_along() -> None:
     net.run_for(100 * 3600)
     net.call("x", "claim", 256, prefix=b, at=net.now + 1)
     net.run_for(60 * 3600)
-    c = next(
-        p
-        for p in net4(PARENT_SPACE).subnets(new_prefix=24)
-        if not p.overlaps(first.supernet(4)) and not p.overlaps(b.supernet(4))
-    )
+    c = _apart_from(first, b)
     net.call("x", "claim", 256, prefix=c, at=net.now + 1)
     net.run_for(WAIT + 10)
     net.call("x", "set_demand", Demand(in_use=300, by_prefix={b: 150, c: 150}))
