@@ -271,7 +271,9 @@ class DomainDemand:
     requests: int = 0  # explicit requests sent
     requested: int = 0  # addresses asked for in them
     registrations: int = 0
-    latencies: list[float] = field(default_factory=list)  # seconds, of sessions that waited
+    # Seconds, of sessions that waited.  Doubles in an array, not float objects in a list:
+    # the strawman's 8,320 MAASs record millions of waits (8 octets each instead of 32).
+    latencies: array[float] = field(default_factory=lambda: array("d"))
 
     @property
     def latency_sum(self) -> float:
@@ -292,11 +294,50 @@ class _Room:
 
 
 @dataclass(slots=True)
-class _Waiting:
+class _Displaced:
+    """A session moved off a revoked grant, waiting to be served again."""
+
     since: float
-    lifetime: float
-    end: float | None = None  # a displaced session keeps its end time
-    displaced: bool = False
+    end: float  # it keeps its end time
+
+
+class WaitQueue:
+    """The sessions waiting for space, in FIFO order.
+
+    Displaced sessions are queued at the head (module docstring) and new arrivals at the
+    tail, so the queue is always the displaced ones, then the new ones: two queues served
+    in that order.  The new ones, millions at the strawman's scale, are two arrays of
+    doubles (arrival time, lifetime) read from a moving head, not an object each."""
+
+    __slots__ = ("_head", "_lifetime", "_since", "displaced")
+
+    def __init__(self) -> None:
+        self.displaced: deque[_Displaced] = deque()
+        self._since = array("d")
+        self._lifetime = array("d")
+        self._head = 0
+
+    def __len__(self) -> int:
+        return len(self.displaced) + len(self._since) - self._head
+
+    def append(self, since: float, lifetime: float) -> None:
+        """A new session that found no room."""
+        self._since.append(since)
+        self._lifetime.append(lifetime)
+
+    def first_new(self) -> tuple[float, float]:
+        """The (arrival time, lifetime) of the first new session (the queue holds one)."""
+        return self._since[self._head], self._lifetime[self._head]
+
+    def pop_new(self) -> None:
+        """Drop the first new session; the arrays shed their served part now and then."""
+        self._head += 1
+        if self._head == len(self._since):
+            del self._since[:], self._lifetime[:]
+            self._head = 0
+        elif self._head >= 4096 and 2 * self._head >= len(self._since):
+            del self._since[: self._head], self._lifetime[: self._head]
+            self._head = 0
 
 
 class MaasModel:
@@ -315,9 +356,10 @@ class MaasModel:
         self.in_use = 0  # addresses, including the orphans
         self.orphan = 0  # addresses in use on grants of a previous node incarnation
         self.rooms: dict[Prefix, _Room] = {}
-        self.waiting: deque[_Waiting] = deque()
+        self.waiting = WaitQueue()
         self._ahead: deque[tuple[float, float]] = deque()  # pre-drawn arrivals
-        self._ends = array("d")  # end times of the sessions served, sorted
+        self._ends = array("d")  # end times of the sessions served that end, sorted
+        self._endless = 0  # sessions served that never end (growth: millions)
         self._rate = 0.0
         self._rate_at: tuple[float, int] | None = None
         # When advance() next has something to do: a cheap check for whoever polls.
@@ -355,9 +397,9 @@ class MaasModel:
                 stats.arrivals += 1
                 if not self.waiting and self._place():
                     stats.served_at_once += 1
-                    insort(ends, t + lifetime)
+                    self._add_end(t + lifetime)
                 else:
-                    self.waiting.append(_Waiting(t, lifetime))
+                    self.waiting.append(t, lifetime)
                     stats.waited += 1
             else:
                 break
@@ -396,26 +438,37 @@ class MaasModel:
     def _serve(self, now: float) -> None:
         """Serve waiting sessions in FIFO order while they fit."""
         waiting, stats = self.waiting, self.stats
+        displaced = waiting.displaced
         while waiting:
-            head = waiting[0]
-            if head.end is not None and head.end <= now:
-                waiting.popleft()  # a displaced session that ended while it waited
-                stats.departures += 1
-                continue
-            if not self._place():
-                return
-            waiting.popleft()
-            if head.displaced:
+            if displaced:
+                head = displaced[0]
+                if head.end <= now:
+                    displaced.popleft()  # it ended while it waited
+                    stats.departures += 1
+                    continue
+                if not self._place():
+                    return
+                displaced.popleft()
                 stats.rehomed += 1
                 stats.rehome_latency_max = max(stats.rehome_latency_max, now - head.since)
-                assert head.end is not None
                 end = head.end
             else:
+                if not self._place():
+                    return
+                since, lifetime = waiting.first_new()
+                waiting.pop_new()
                 stats.served_after_wait += 1
-                stats.latencies.append(now - head.since)
-                end = now + head.lifetime
-            insort(self._ends, end)
+                stats.latencies.append(now - since)
+                end = now + lifetime
+            self._add_end(end)
             self.next_event = min(self.next_event, end)
+
+    def _add_end(self, end: float) -> None:
+        """A session is served: remember when it ends (if it does)."""
+        if end == math.inf:
+            self._endless += 1
+        else:
+            insort(self._ends, end)
 
     # -- grants -------------------------------------------------------------------------
 
@@ -450,12 +503,14 @@ class MaasModel:
         count = room.used // self.size
         self.in_use -= room.used
         # Sessions are exchangeable: those ending last are the ones displaced.
-        ends = self._ends
-        moved = ends[len(ends) - count :]
-        del ends[len(ends) - count :]
+        endless = min(count, self._endless)
+        self._endless -= endless
+        ends, finite = self._ends, count - endless
+        moved = [*ends[len(ends) - finite :], *[math.inf] * endless]
+        del ends[len(ends) - finite :]
         self.next_event = min(self._arrival(0), ends[0] if ends else math.inf)
         for end in reversed(moved):
-            self.waiting.appendleft(_Waiting(now, 0.0, end, displaced=True))
+            self.waiting.displaced.appendleft(_Displaced(now, end))
         self.stats.displaced += count
         self._serve(now)
         return count

@@ -154,7 +154,7 @@ def test_sessions_fit_wait_and_are_served_fifo_when_space_arrives() -> None:
     m.granted(P2, active=True, now=30.0)
     assert m.in_use == 20 and not m.waiting
     # Arrived at 17..20, served at 30.
-    assert m.stats.latencies == [13.0, 12.0, 11.0, 10.0]
+    assert list(m.stats.latencies) == [13.0, 12.0, 11.0, 10.0]
 
 
 def test_a_departure_makes_room_for_the_head_of_the_queue_at_once() -> None:
@@ -162,7 +162,7 @@ def test_a_departure_makes_room_for_the_head_of_the_queue_at_once() -> None:
     m.granted(IPv4Network("239.192.0.0/31"), active=True, now=0.0)  # room for two
     m.advance(10.0)
     # The first session ends at 6: the third, waiting since 3, is served then.
-    assert m.stats.latencies == [3.0]
+    assert list(m.stats.latencies) == [3.0]
     assert m.in_use == 2 and m.stats.departures == 1
 
 
@@ -185,7 +185,47 @@ def test_a_revoked_grant_displaces_its_sessions_which_rehome() -> None:
     assert m.in_use == 0 and len(m.waiting) == 5 and m.stats.displaced == 5
     m.granted(P2, active=True, now=25.0)
     assert m.in_use == 5 and m.stats.rehomed == 5 and m.stats.rehome_latency_max == 15.0
-    assert m.stats.latencies == []  # not new demand: counted apart
+    assert list(m.stats.latencies) == []  # not new demand: counted apart
+
+
+def test_sessions_that_never_end_are_displaced_before_those_that_do() -> None:
+    # Growth sessions never end (their end is counted, not kept among the sorted ends): a
+    # revoked grant displaces the sessions ending last, so these first.
+    m = model([(1.0, 100.0), (2.0, math.inf), (3.0, math.inf), (4.0, 50.0), (5.0, 10.0)])
+    m.granted(IPv4Network("239.192.0.0/30"), active=True, now=0.0)  # room for four
+    m.advance(10.0)  # the fifth waits
+    m.granted(P1, active=True, now=10.0)  # ... and is served here, ending at 20
+    assert m.revoked(P1, now=10.0) == 1
+    assert [w.end for w in m.waiting.displaced] == [math.inf]
+    m.granted(P2, active=True, now=12.0)
+    assert m.stats.rehomed == 1 and m.in_use == 5 and not m.waiting
+    m.advance(60.0)  # the ones ending at 20 and 54 are gone; 101 is still ahead
+    assert m.in_use == 3 and m.stats.departures == 2
+    m.advance(1e9)
+    assert m.in_use == 2 and m.stats.departures == 3  # the endless two stay
+
+
+def test_the_wait_queue_keeps_fifo_order_across_its_compactions() -> None:
+    # Thousands wait, more arrive behind them, and grants serve them a few thousand at a
+    # time: the queue's arrays shed their served part without losing or reordering one.
+    n, more = 10_000, 3_000
+    arrivals = [float(t) for t in range(1, n + 1)]
+    arrivals += [n + 1 + k / more for k in range(more)]
+    lifetimes = [1e6 + i for i in range(n + more)]  # each its own, so a mix-up shows
+    m = model(list(zip(arrivals, lifetimes, strict=True)))
+    m.advance(float(n))
+    m.granted(IPv4Network("239.1.0.0/20"), active=True, now=n + 1.0)  # 4,096
+    m.advance(n + 1.5)
+    m.granted(IPv4Network("239.2.0.0/21"), active=True, now=n + 2.0)  # 2,048
+    m.advance(n + 2.5)
+    m.granted(IPv4Network("239.3.0.0/19"), active=True, now=n + 3.0)  # 8,192
+    assert m.stats.served_after_wait == n + more and not m.waiting
+    served_at = [n + 1.0] * 4096 + [n + 2.0] * 2048 + [n + 3.0] * (n + more - 6144)
+    assert list(m.stats.latencies) == [g - a for g, a in zip(served_at, arrivals, strict=True)]
+    ends = [g + life for g, life in zip(served_at, lifetimes, strict=True)]
+    for t in (n + 1e6 + 3000.5, n + 1e6 + 7000.5):
+        m.advance(t)
+        assert m.stats.departures == sum(end <= t for end in ends)
 
 
 def test_orphaned_sessions_keep_their_addresses_but_take_no_new_ones() -> None:
