@@ -13,7 +13,8 @@ from __future__ import annotations
 import weakref
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Final
 
 from masc.protocol.constants import AddressFamily, ClaimType, Role
 from masc.protocol.wire.messages import Claim, DomainId, NodeId, Prefix
@@ -107,6 +108,12 @@ _BY_VALUE: dict[tuple[Identity, tuple[object, ...]], _Shared] = {}
 _KNOWN: dict[int, _Shared] = {}
 
 
+# The (Type, Origin Domain) keys of every cache's index, one tuple per pair: a few types
+# times the domains heard of, where each cache holding its own was millions at the
+# strawman's scale.
+_ORIGIN_KEYS: dict[tuple[ClaimType, DomainId], tuple[ClaimType, DomainId]] = {}
+
+
 def _forget(ref: _Shared) -> None:
     if _BY_VALUE.get(ref.value_key) is ref:
         del _BY_VALUE[ref.value_key]
@@ -130,6 +137,26 @@ def shared(claim: Claim) -> Claim:
     ref.identity, ref.value_key, ref.claim_id = key, value_key, id(claim)
     _BY_VALUE[value_key] = _KNOWN[id(claim)] = ref
     return claim
+
+
+# The last claims given an updated Origin Role (§11.1), by the id of the received claim
+# (kept in the value, so the id cannot be reused meanwhile): a parent's relay reaches all
+# its children with the same claims (one decoded value, see codec.decode_update), and each
+# child relabels them the same way.
+_RELABELLED: dict[int, tuple[Claim, Role, Claim]] = {}
+_RELABELLED_KEPT: Final = 16
+
+
+def relabelled(claim: Claim, role: Role) -> Claim:
+    """``shared(replace(claim, origin_role=role))``, remembered for the last few claims."""
+    hit = _RELABELLED.get(id(claim))
+    if hit is not None and hit[0] is claim and hit[1] is role:
+        return hit[2]
+    stored = shared(replace(claim, origin_role=role))
+    if len(_RELABELLED) >= _RELABELLED_KEPT:
+        del _RELABELLED[next(iter(_RELABELLED))]
+    _RELABELLED[id(claim)] = (claim, role, stored)
+    return stored
 
 
 @dataclass(slots=True)
@@ -165,9 +192,11 @@ class ClaimCache:
     """Cached attributes by §11.1 identity, kept until expiry plus the §12.3 grace.
 
     Indexed, because a parent or a top-level domain caches thousands of attributes and the
-    engine asks about a few of them on every input: by Type, by (Type, Origin Domain), the
-    CHILD-role ones, and in order of expiry.  ``local`` (the node's own domain) picks
-    the entries whose expiry changes something the engine reports (see
+    engine asks about a few of them on every input: by (Type, Origin Domain), the
+    CHILD-role ones, and in order of expiry.  Not by Type alone: the claim types are most
+    of a cache, the questions asked by Type alone are few (and memoized by the engine), and
+    the index cost a twentieth of a large simulation's memory.  ``local`` (the node's own
+    domain) picks the entries whose expiry changes something the engine reports (see
     :meth:`next_watched`); without it every entry is watched.
     """
 
@@ -175,7 +204,6 @@ class ClaimCache:
         self.grace = grace
         self.local = local
         self._entries: dict[Identity, CacheEntry] = {}
-        self._by_type: dict[ClaimType, dict[Identity, CacheEntry]] = {}
         # Short lists, not dicts: a node caches a few entries per origin and type, for
         # thousands of origins, and a dict per pair cost more than the entries.
         self._by_origin: dict[tuple[ClaimType, DomainId], list[CacheEntry]] = {}
@@ -271,8 +299,13 @@ class ClaimCache:
         ):
             superseded = self._remove(identity(newest.claim))  # held no less long
         self._entries[key] = entry
-        self._by_type.setdefault(c.type, {})[key] = entry
-        self._by_origin.setdefault((c.type, c.origin_domain), []).append(entry)
+        pair = (c.type, c.origin_domain)
+        same = self._by_origin.get(pair)
+        if same is None:
+            # One key tuple per pair for the whole process, not one per cache holding it.
+            self._by_origin[_ORIGIN_KEYS.setdefault(pair, pair)] = [entry]
+        else:
+            same.append(entry)
         if c.origin_role is Role.CHILD:
             self._children[key] = entry
         entry.seq = self._next_seq
@@ -317,7 +350,6 @@ class ClaimCache:
         entry = self._entries.pop(key)
         c = entry.claim
         self._changed(c, -1)
-        del self._by_type[c.type][key]
         same = self._by_origin[(c.type, c.origin_domain)]
         del same[next(i for i, e in enumerate(same) if e is entry)]
         if not same:
@@ -373,9 +405,11 @@ class ClaimCache:
             if entry.expires > now:
                 yield entry
 
-    def of_type(self, claim_type: ClaimType) -> Iterable[CacheEntry]:
+    def of_type(self, claim_type: ClaimType) -> Iterator[CacheEntry]:
         """Entries of one Type, in the order they were cached (live or not)."""
-        return self._by_type.get(claim_type, _EMPTY).values()
+        for entry in self._entries.values():
+            if entry.claim.type is claim_type:
+                yield entry
 
     def of_origin(self, claim_type: ClaimType, domain: DomainId) -> Iterable[CacheEntry]:
         """Entries of one Type from one Origin Domain, in the order they were cached."""
@@ -388,7 +422,6 @@ class ClaimCache:
         return [e for e in self._entries.values() if e.claim.origin_role is role]
 
 
-_EMPTY: dict[Identity, CacheEntry] = {}
 _MAX_SEQ = 1 << 62
 
 

@@ -65,7 +65,7 @@ from masc.protocol.claims import (
     CacheEntry,
     ClaimCache,
     is_hint,
-    shared,
+    relabelled,
     wins,
 )
 from masc.protocol.constants import (
@@ -342,6 +342,8 @@ def _u32(value: float) -> int:
 _CHILD_HOLDS: Final = frozenset(
     {ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND, ClaimType.PREFIX_IN_USE}
 )
+# The claims that keep space from us (_cache_taken), in the order it takes them.
+_ROOM_TYPES: Final = (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimType.NEW_CLAIM)
 
 
 class ClaimEngine:
@@ -818,7 +820,7 @@ class ClaimEngine:
         # §11.1: an expired claim is silently dropped.
         if claim.timestamp + claim.holdtime <= now:
             return
-        stored = shared(replace(claim, origin_role=role))
+        stored = relabelled(claim, role)
         if stored in self.cache or self.cache.stale(stored):
             # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
             # another path must not earn its sender a NOTIFICATION the first copy did not.
@@ -1966,13 +1968,19 @@ class ClaimEngine:
         if memo is not None and memo[0] == key and now < memo[1]:
             return memo[2]
         grace = self.cache.grace
-        valid_until = min(
-            (w.expires for w in self.cache.of_type(ClaimType.WITHDRAW) if w.expires > now),
-            default=math.inf,
-        )
+        valid_until = math.inf
+        # One pass over the cache, sorted into Types; then taken in Type order.
+        by_type: dict[ClaimType, list[CacheEntry]] = {t: [] for t in _ROOM_TYPES}
+        for e in self.cache:
+            t = e.claim.type
+            if t is ClaimType.WITHDRAW:
+                if e.expires > now:
+                    valid_until = min(valid_until, e.expires)
+            elif t in by_type:
+                by_type[t].append(e)
         taken: dict[Prefix, float] = {}
-        for t in (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimType.NEW_CLAIM):
-            for e in self.cache.of_type(t):
+        for entries in by_type.values():
+            for e in entries:
                 if self._holds_room(e, kind):
                     until = e.expires + grace
                     taken[e.claim.prefix] = max(taken.get(e.claim.prefix, until), until)

@@ -17,6 +17,7 @@ from masc.protocol.claims import (
     identity,
     is_hint,
     precedence,
+    relabelled,
     shared,
     wins,
 )
@@ -347,6 +348,19 @@ def test_shared_gives_one_claim_and_one_identity_tuple_per_value() -> None:
     assert k1 is k2 is identity(a)
     other = replace(a, parameters=(OptionalParameter(9, b"x"),))
     assert shared(other) is other  # a different value: not merged
+
+
+def test_relabelled_is_the_shared_claim_with_the_role_and_the_same_for_each_child() -> None:
+    """A relay's claim reaches many children, each giving it the same updated role (§11.1
+    Table 1): one relabelled value, the process's shared one."""
+    received = _claim(prefix="239.192.9.0/24")  # Rol CHILD, as a parent relays it
+    sibling = relabelled(received, Role.SIBLING)
+    assert sibling == replace(received, origin_role=Role.SIBLING)
+    assert shared(replace(received, origin_role=Role.SIBLING)) is sibling
+    assert relabelled(received, Role.SIBLING) is sibling
+    assert relabelled(received, Role.INTERNAL).origin_role is Role.INTERNAL
+    copy = replace(received)  # an equal claim decoded apart: the same shared value
+    assert relabelled(copy, Role.SIBLING) is sibling
 
 
 def test_shared_forgets_a_claim_no_one_holds() -> None:

@@ -294,6 +294,22 @@ def test_s7_3_update_with_several_attributes_round_trip() -> None:
     assert decode(encode(update)) == update
 
 
+def test_a_relayed_frame_decoded_again_gives_the_same_value_and_errors_every_time() -> None:
+    # A parent relays one frame to all its children: in one process it is decoded once
+    # and the frozen value shared; a faulty frame is refused each time it arrives, each
+    # time with its own (mutable) error.
+    frame = encode(Update((claim(IPV4, type=ClaimType.NEW_CLAIM, role=Role.CHILD),)))
+    first = decode(frame)
+    assert decode(bytes(frame)) is first
+    assert decode(bytearray(frame)) == first  # not hashable: decoded afresh
+    bad = update_frame(VALID, attribute(mask=0xFF00FF00, address=0))
+    errors = [error_of(bad), error_of(bad)]
+    assert errors[0] is not errors[1]
+    for error in errors:
+        assert isinstance(error, UpdateMessageError)
+        assert error.salvaged == Update((VALID_CLAIM,))
+
+
 def test_s7_3_padding_after_parameters_is_not_read() -> None:
     # A (length 0, type 0) parameter header starts padding; what follows it is not read.
     after_zero_header = attribute(tail=bytes.fromhex("0209abcd 0000ffff"))

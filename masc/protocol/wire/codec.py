@@ -320,6 +320,14 @@ def decode_open(frame: bytes) -> Open:
     )
 
 
+# The last UPDATEs decoded without error, by frame.  A parent relays each of its children's
+# UPDATEs to all the others (§11.2.3, §11.4.3) as one frame, so in one process (the
+# simulator's thousands of nodes) the same frame is decoded dozens of times in a row; the
+# values are frozen, so one decoding serves them all.
+_DECODED: dict[bytes, Update] = {}
+_DECODED_KEPT: Final = 8
+
+
 def decode_update(frame: bytes) -> Update:
     """§7.3 / §8.3.  MC errors raise at once; CC errors reject only their attribute.
 
@@ -327,6 +335,20 @@ def decode_update(frame: bytes) -> Update:
     ``salvaged`` (the valid attributes, if any) so that each bad claim is reported and the
     good ones are still processed.
     """
+    hashable = type(frame) is bytes
+    if hashable:
+        known = _DECODED.get(frame)
+        if known is not None:
+            return known
+    update = _decode_update(frame)
+    if hashable:
+        if len(_DECODED) >= _DECODED_KEPT:
+            del _DECODED[next(iter(_DECODED))]
+        _DECODED[frame] = update
+    return update
+
+
+def _decode_update(frame: bytes) -> Update:
     end = len(frame)
     offset = HEADER_LENGTH
     claims: list[Claim] = []
