@@ -32,6 +32,7 @@ import trio
 
 from masc.api.maas import MaasError
 from masc.daemon import state
+from masc.daemon.channels import waiting_receivers
 from masc.daemon.grib import GribExporter
 from masc.daemon.peer import PeerRunner
 from masc.maas.grants import GrantEvent, GrantTable, Space
@@ -138,6 +139,7 @@ class DomainRunner:
         # Unbounded like the peer runners' inboxes: each peer's reads are bounded by its
         # read credit, so the backlog here is bounded by the number of peers.
         self._inbox, self._inbox_rx = trio.open_memory_channel[_Event](math.inf)
+        self._loop_parked = waiting_receivers(self._inbox_rx)
         # The loop's timer while it waits for inputs (re-armed after a handling in place).
         self._waiting: trio.CancelScope | None = None
         self._busy = False  # an input is being handled: a new one must queue behind it
@@ -182,11 +184,7 @@ class DomainRunner:
                 waiting.deadline = wake  # one already past wakes the loop for its timers
 
     def _idle(self) -> bool:
-        return (
-            not self._busy
-            and self._waiting is not None
-            and self._inbox_rx.statistics().tasks_waiting_receive > 0
-        )
+        return not self._busy and self._waiting is not None and len(self._loop_parked) > 0
 
     def _next_deadline(self) -> float | None:
         """The engine's or the grant table's next deadline, whichever is first (our clock)."""

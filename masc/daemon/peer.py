@@ -34,6 +34,7 @@ from typing import Final, Protocol
 
 import trio
 
+from masc.daemon.channels import buffered, waiting_receivers
 from masc.daemon.transport import dial
 from masc.protocol.errors import ProtocolError, UpdateMessageError, describe
 from masc.protocol.open_checks import SessionConfig
@@ -222,6 +223,8 @@ class _Connection:
         self.id = connection_id
         self.stream = stream
         self.outbox, self._outbox_rx = trio.open_memory_channel[bytes](_OUTBOX_DEPTH)
+        self._queued = buffered(self._outbox_rx)
+        self._writer_parked = waiting_receivers(self._outbox_rx)
         # Reads in flight to the runner: a peer cannot make us buffer more than this.
         self.credit = trio.Semaphore(_READ_CREDIT)
         self.scope = trio.CancelScope()
@@ -307,8 +310,7 @@ class _Connection:
         send_nowait = getattr(self.stream, "send_nowait", None)
         if send_nowait is None or self.closing:
             return False
-        queue = self._outbox_rx.statistics()
-        if queue.current_buffer_used or not queue.tasks_waiting_receive:
+        if len(self._queued) or not len(self._writer_parked):
             return False
         try:
             send_nowait(data)
@@ -363,6 +365,7 @@ class PeerRunner:
         self.ttl_hops = ttl_hops
         self.label = label  # how logs name the peer's domain and relation
         self.inbox, self._inbox_rx = trio.open_memory_channel[_InboxEvent](math.inf)
+        self._loop_parked = waiting_receivers(self._inbox_rx)
         self.established = trio.Event()  # set the first time the session is Established
         self.finished = trio.Event()
         self._connections: dict[int, _Connection] = {}  # the session knows these
@@ -508,11 +511,7 @@ class PeerRunner:
         """The loop waits for its next event and none is on its way: the inbox is empty and
         the loop still blocked in ``receive`` (an event sent to a waiting receiver is handed
         to it, and it stops waiting).  Not while an event is being handled."""
-        return (
-            not self._busy
-            and self._waiting is not None
-            and self._inbox_rx.statistics().tasks_waiting_receive > 0
-        )
+        return not self._busy and self._waiting is not None and len(self._loop_parked) > 0
 
     def _data_in_place(self, conn: _Connection, data: bytes) -> bool:
         """Handle bytes read on ``conn`` now if the loop is idle; False if they must queue."""
