@@ -49,7 +49,7 @@ import math
 import resource
 import sys
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from itertools import compress
 from operator import attrgetter, ne
@@ -489,20 +489,7 @@ class Collector:
     ) -> dict[str, Any]:
         arrivals = sum(d.arrivals for d in demand.values())
         at_once = sum(d.served_at_once for d in demand.values())
-        runs = [d.latencies for d in demand.values()]
-        waited = sum(map(len, runs))
-        served = at_once + waited
-
-        # Latency over every session served: those served at once waited 0 s.
-        def rank(q: float) -> int:
-            return max(0, math.ceil(q * served) - 1) - at_once
-
-        p50, p95, mid, top = rank(0.5), rank(0.95), waited // 2, waited - 1
-        wait_sum, at = _scan_sorted(runs, {p50, p95, mid, top})
-
-        def latency(r: int) -> float:
-            return at[r] if 0 <= r < waited else 0.0
-
+        latency = latency_figures([d.latencies for d in demand.values()], at_once)
         return {
             "domains": len(domains),
             "demanding_domains": len(demand),
@@ -524,12 +511,7 @@ class Collector:
             "waited": sum(d.waited for d in demand.values()),
             "waiting": sum(d.waiting for d in demand.values()),
             "displaced": sum(d.displaced for d in demand.values()),
-            "latency_mean": wait_sum / served if served else 0.0,
-            "latency_p50": latency(p50),
-            "latency_p95": latency(p95),
-            "latency_max": latency(top),
-            "wait_mean": wait_sum / waited if waited else 0.0,
-            "wait_p50": latency(mid),
+            **latency,
             "collisions": self._counts[0],
             "denials": self._counts[1],
             "clashes": self._counts[2],
@@ -542,20 +524,45 @@ class Collector:
         }
 
 
-def _scan_sorted(runs: Iterable[array[float]], ranks: set[int]) -> tuple[float, dict[int, float]]:
-    """The sum, in ascending order, of every value of ``runs``, and the values at
-    ``ranks`` (0 first) of their sorted union, in one pass that never holds the union.
+def latency_figures(runs: Sequence[Sequence[float]], at_once: int) -> dict[str, float]:
+    """The report's latency figures from every domain's waits (``runs``, seconds) and the
+    count of sessions served at once (a latency of 0 s each): over every session served,
+    the mean, median, 95th percentile and maximum; over those that waited, the mean and
+    median.
 
     At the strawman's scale the waits number millions: a sorted list of them as float
     objects was the largest allocation of a run's last moments, when its peak RSS is
-    reached.  Each run (a domain's waits, already doubles) is sorted on its own and the
-    runs merged."""
-    total, found = 0.0, {}
-    for i, value in enumerate(heapq.merge(*(array("d", sorted(run)) for run in runs))):
-        total += value
-        if i in ranks:
-            found[i] = value
-    return total, found
+    reached.  So each domain's waits (doubles) are sorted on their own and the runs merged
+    in one pass, which picks the ranks wanted as they go by and is summed in ascending
+    order, as ``sum(sorted(waits))`` would be."""
+    waited = sum(map(len, runs))
+    served = at_once + waited
+
+    def rank(q: float) -> int:  # in the waits; negative: among those served at once
+        return max(0, math.ceil(q * served) - 1) - at_once
+
+    p50, p95, mid, top = rank(0.5), rank(0.95), waited // 2, waited - 1
+    wanted, found = {p50, p95, mid, top}, {}
+
+    def merged() -> Iterator[float]:
+        for i, value in enumerate(heapq.merge(*(array("d", sorted(run)) for run in runs))):
+            if i in wanted:
+                found[i] = value
+            yield value
+
+    total = sum(merged())
+
+    def at(r: int) -> float:
+        return found[r] if 0 <= r < waited else 0.0
+
+    return {
+        "latency_mean": total / served if served else 0.0,
+        "latency_p50": at(p50),
+        "latency_p95": at(p95),
+        "latency_max": at(top),
+        "wait_mean": total / waited if waited else 0.0,
+        "wait_p50": at(mid),
+    }
 
 
 def _count_totals(counts: Mapping[str, int]) -> tuple[int, int, int, int, int]:

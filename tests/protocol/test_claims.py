@@ -11,6 +11,7 @@ import pytest
 from masc.protocol.claims import (
     _BY_VALUE,
     _KNOWN,
+    _RELABELLED,
     COMPARABLE,
     CacheEntry,
     ClaimCache,
@@ -26,6 +27,17 @@ from masc.protocol.wire.messages import Claim, DomainId, NodeId, OptionalParamet
 from tests.protocol.engine_helpers import T0, claim, net4
 
 GRACE = 3_600.0
+
+
+# An origin domain no other test uses: the claims shared in this process (and kept alive
+# by engines of earlier tests, or by ``relabelled``'s last few) must not include these.
+_UNHEARD = DomainId(0x5EED_0A11)
+
+
+@pytest.fixture(autouse=True)
+def _no_relabelled_claims_kept() -> None:
+    """``relabelled`` keeps its last claims alive: start each test without them."""
+    _RELABELLED.clear()
 
 
 def _claim(t: ClaimType = ClaimType.NEW_CLAIM, **kw: Any) -> Claim:
@@ -336,8 +348,8 @@ def test_cache_reshaped_moves_for_all_but_claim_arrivals_and_purges() -> None:
 
 def test_shared_gives_one_claim_and_one_identity_tuple_per_value() -> None:
     """Every cache in the process keys the same claim by the same tuple (memory)."""
-    a = _claim(prefix="239.192.7.0/24")
-    b = _claim(prefix="239.192.7.0/24")
+    a = _claim(prefix="239.192.7.0/24", domain=_UNHEARD)
+    b = _claim(prefix="239.192.7.0/24", domain=_UNHEARD)
     assert a == b and a is not b
     assert shared(a) is a and shared(b) is a and shared(a) is a
     assert identity(b) == identity(a) and identity(b) is not identity(a)
@@ -353,7 +365,7 @@ def test_shared_gives_one_claim_and_one_identity_tuple_per_value() -> None:
 def test_relabelled_is_the_shared_claim_with_the_role_and_the_same_for_each_child() -> None:
     """A relay's claim reaches many children, each giving it the same updated role (§11.1
     Table 1): one relabelled value, the process's shared one."""
-    received = _claim(prefix="239.192.9.0/24")  # Rol CHILD, as a parent relays it
+    received = replace(_claim(prefix="239.192.9.0/24"), origin_role=Role.CHILD)  # relayed
     sibling = relabelled(received, Role.SIBLING)
     assert sibling == replace(received, origin_role=Role.SIBLING)
     assert shared(replace(received, origin_role=Role.SIBLING)) is sibling
@@ -365,7 +377,7 @@ def test_relabelled_is_the_shared_claim_with_the_role_and_the_same_for_each_chil
 
 def test_shared_forgets_a_claim_no_one_holds() -> None:
     before = (len(_KNOWN), len(_BY_VALUE))
-    c = shared(_claim(prefix="239.192.8.0/24"))
+    c = shared(_claim(prefix="239.192.8.0/24", domain=_UNHEARD))
     assert (len(_KNOWN), len(_BY_VALUE)) == (before[0] + 1, before[1] + 1)
     del c
     assert (len(_KNOWN), len(_BY_VALUE)) == before
