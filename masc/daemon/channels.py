@@ -15,39 +15,32 @@ from typing import Any
 import trio
 
 
-class _Receivers:
-    __slots__ = ("_rx",)
+class _Statistic:
+    """The fallback view: ``len()`` is one field of ``rx.statistics()``."""
 
-    def __init__(self, rx: trio.MemoryReceiveChannel[Any]) -> None:
+    __slots__ = ("_field", "_rx")
+
+    def __init__(self, rx: trio.MemoryReceiveChannel[Any], field: str) -> None:
         self._rx = rx
+        self._field = field
 
     def __len__(self) -> int:
-        return self._rx.statistics().tasks_waiting_receive
+        count: int = getattr(self._rx.statistics(), self._field)
+        return count
 
 
-class _Buffered:
-    __slots__ = ("_rx",)
-
-    def __init__(self, rx: trio.MemoryReceiveChannel[Any]) -> None:
-        self._rx = rx
-
-    def __len__(self) -> int:
-        return self._rx.statistics().current_buffer_used
-
-
-def _state_field(rx: trio.MemoryReceiveChannel[Any], name: str) -> Sized | None:
-    found = getattr(getattr(rx, "_state", None), name, None)
-    return found if isinstance(found, Sized) else None
+def _view(rx: trio.MemoryReceiveChannel[Any], state_field: str, statistic: str) -> Sized:
+    """The channel state's own ``state_field`` (a live container), else the fallback."""
+    found = getattr(getattr(rx, "_state", None), state_field, None)
+    return found if isinstance(found, Sized) else _Statistic(rx, statistic)
 
 
 def waiting_receivers(rx: trio.MemoryReceiveChannel[Any]) -> Sized:
     """A live view whose ``len()`` is ``rx.statistics().tasks_waiting_receive``: a task
     handed an item (or cancelled) stops counting at once, before it runs again."""
-    found = _state_field(rx, "receive_tasks")
-    return _Receivers(rx) if found is None else found
+    return _view(rx, "receive_tasks", "tasks_waiting_receive")
 
 
 def buffered(rx: trio.MemoryReceiveChannel[Any]) -> Sized:
     """A live view whose ``len()`` is ``rx.statistics().current_buffer_used``."""
-    found = _state_field(rx, "data")
-    return _Buffered(rx) if found is None else found
+    return _view(rx, "data", "current_buffer_used")
