@@ -310,6 +310,19 @@ def test_a_relayed_frame_decoded_again_gives_the_same_value_and_errors_every_tim
         assert error.salvaged == Update((VALID_CLAIM,))
 
 
+def test_a_relayed_update_is_encoded_once_and_an_equal_one_gives_the_same_octets() -> None:
+    # A parent sends one Update value to each of its other children: the octets are
+    # made once.  An equal value built afresh encodes to the same octets, not the memo's.
+    update = Update((claim(IPV4, type=ClaimType.NEW_CLAIM, role=Role.CHILD),))
+    first = encode(update)
+    assert encode(update) is first
+    again = Update((claim(IPV4, type=ClaimType.NEW_CLAIM, role=Role.CHILD),))
+    assert encode(again) == first
+    other = Update((claim(IPV4, type=ClaimType.CLAIM_TO_EXPAND, role=Role.CHILD),))
+    assert encode(other) != first
+    assert decode(encode(other)) == other
+
+
 def test_s7_3_padding_after_parameters_is_not_read() -> None:
     # A (length 0, type 0) parameter header starts padding; what follows it is not read.
     after_zero_header = attribute(tail=bytes.fromhex("0209abcd 0000ffff"))

@@ -127,11 +127,24 @@ def unpack_open_bit_code(octet: int) -> tuple[bool, int]:
 # --- encoding ------------------------------------------------------------------------------
 
 
+# The last UPDATEs encoded, by identity (the value is kept, so its id is not reused
+# meanwhile): a parent relays one Update value to each of its other children (§11.2.3,
+# §11.4.3), the same octets each time.
+_ENCODED: dict[int, tuple[Update, bytes]] = {}
+_ENCODED_KEPT: Final = 8
+
+
 def encode(message: Message) -> bytes:
     """Serialise one message.  Raises CoreMisuse for values that cannot be on the wire."""
     if isinstance(message, Update):
-        body = b"".join(encode_claim(a) for a in message.attributes)
-        return _frame(MessageType.UPDATE, body)
+        known = _ENCODED.get(id(message))
+        if known is not None and known[0] is message:
+            return known[1]
+        data = _frame(MessageType.UPDATE, b"".join(encode_claim(a) for a in message.attributes))
+        if len(_ENCODED) >= _ENCODED_KEPT:
+            del _ENCODED[next(iter(_ENCODED))]
+        _ENCODED[id(message)] = (message, data)
+        return data
     if isinstance(message, Keepalive):
         return _frame(MessageType.KEEPALIVE, b"")
     if isinstance(message, Notification):
