@@ -13,7 +13,8 @@ from __future__ import annotations
 import weakref
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Final
 
 from masc.protocol.constants import AddressFamily, ClaimType, Role
@@ -177,12 +178,12 @@ class CacheEntry:
     parent: DomainId | None
     denied: bool = False
     clash: bool = False
-    seq: int = -1  # the order it was cached in (set by ClaimCache.add)
+    # §11.1: the claim is expired once Timestamp + Holdtime <= now.  Stored, not computed:
+    # the engine and the cache's expiry order ask for it many times per input.
+    expires: int = field(init=False)
 
-    @property
-    def expires(self) -> int:
-        """§11.1: the claim is expired once Timestamp + Holdtime <= now."""
-        return self.claim.timestamp + self.claim.holdtime
+    def __post_init__(self) -> None:
+        self.expires = self.claim.timestamp + self.claim.holdtime
 
     def live(self, now: float) -> bool:
         return self.expires > now
@@ -210,12 +211,12 @@ class ClaimCache:
         # Only the CHILD role is asked for often (a parent's children's claims); a leaf
         # caches mostly its siblings', and an index of those cost more than it saved.
         self._children: dict[Identity, CacheEntry] = {}
-        # All entries, and the watched ones, sorted by (expires, seq) (_order): the
+        # All entries, and the watched ones, sorted by expiry, those expiring together in
+        # the order they were cached (insort keeps equal keys in insertion order): the
         # entries themselves, not a (expires, seq, key) tuple each, which cost a tenth of
         # a large simulation's memory.
         self._expiry: list[CacheEntry] = []
         self._watched: list[CacheEntry] = []
-        self._next_seq = 0
         # Latest expiry among CHILD-role entries of other domains (never lowered: an entry
         # leaves the cache only once expired, so "some such entry is live" is exactly
         # "child_expiry > now").
@@ -224,11 +225,15 @@ class ClaimCache:
         # before its time: anything but NEW_CLAIM / CLAIM_TO_EXPAND / PREFIX_IN_USE.
         self.room_version = 0
         self.version = 0  # bumped on every change
-        # Bumped on every change but a claim's arrival (NEW_CLAIM, CLAIM_TO_EXPAND or
-        # PREFIX_IN_USE, superseding an older entry or not) and purge's removals: a view
-        # of the claims that ``on_claim`` keeps up to date, and that ends where time
-        # would change it, stays exact until this moves (engine._cache_taken).  Rebuilding
-        # such a view on every arrival was a third of a 8,320-domain simulation.
+        # Bumped on every change that can change which cached claims hold room but a
+        # claim's arrival (NEW_CLAIM, CLAIM_TO_EXPAND or PREFIX_IN_USE, superseding an
+        # older entry or not) and purge's removals: a WITHDRAW's arrival (it releases the
+        # claims it withdraws, §11.7) and an entry dropped before its time; not a
+        # PREFIX_MANAGED's or CLAIM_DENIED's (neither holds room, and the engine marks
+        # denied claims itself).  A view of the claims that ``on_claim`` keeps up to date,
+        # and that ends where time would change it, stays exact until this moves
+        # (engine._cache_taken).  Rebuilding such a view on every arrival was a third of
+        # a 8,320-domain simulation, and on every parent's PREFIX_MANAGED a tenth.
         self.reshaped = 0
         self.on_claim: Callable[[CacheEntry, CacheEntry | None], None] | None = None
         self.role_versions: dict[Role, int] = {}  # bumped on every change of that role
@@ -308,17 +313,16 @@ class ClaimCache:
             same.append(entry)
         if c.origin_role is Role.CHILD:
             self._children[key] = entry
-        entry.seq = self._next_seq
-        self._next_seq += 1
-        insort(self._expiry, entry, key=_order)
+        insort(self._expiry, entry, key=_EXPIRES)
         if self._is_watched(c):
-            insort(self._watched, entry, key=_order)
+            insort(self._watched, entry, key=_EXPIRES)
         if c.origin_role is Role.CHILD and c.origin_domain != self.local:
             self.child_expiry = max(self.child_expiry, entry.expires)
         self._changed(c, +1)
         if c.type not in CLAIMS:
             self.room_version += 1
-            self.reshaped += 1
+            if c.type is ClaimType.WITHDRAW:
+                self.reshaped += 1
         elif self.on_claim is not None:
             self.on_claim(entry, superseded)
         return True
@@ -356,11 +360,15 @@ class ClaimCache:
             del self._by_origin[(c.type, c.origin_domain)]
         if c.origin_role is Role.CHILD:
             del self._children[key]
-        place = _order(entry)
+        expires = entry.expires
         for order in (self._expiry, self._watched):
-            i = bisect_left(order, place, key=_order)
-            if i < len(order) and order[i] is entry:
-                del order[i]
+            # The entries expiring together are few: look through them for this one.
+            i = bisect_left(order, expires, key=_EXPIRES)
+            while i < len(order) and order[i].expires == expires:
+                if order[i] is entry:
+                    del order[i]
+                    break
+                i += 1
         return entry
 
     def purge(self, now: float) -> list[CacheEntry]:
@@ -370,7 +378,10 @@ class ClaimCache:
             if entry.expires + self.grace > now:
                 break
             gone.append(entry)
-        gone.sort(key=lambda e: e.seq)  # in the order they were cached
+        if len(gone) > 1:
+            # In the order they were cached, which is the order of the entries' dict.
+            ids = {id(e) for e in gone}
+            gone = [e for e in self._entries.values() if id(e) in ids]
         return [self._remove(identity(e.claim)) for e in gone]
 
     def next_purge(self) -> float | None:
@@ -386,7 +397,7 @@ class ClaimCache:
         if order:
             if order[0].expires <= now:
                 times.append(order[0].expires + self.grace)
-            i = bisect_right(order, (int(now), _MAX_SEQ), key=_order)
+            i = bisect_right(order, int(now), key=_EXPIRES)
             while i < len(order) and order[i].expires <= now:
                 i += 1
             if i < len(order):
@@ -422,9 +433,5 @@ class ClaimCache:
         return [e for e in self._entries.values() if e.claim.origin_role is role]
 
 
-_MAX_SEQ = 1 << 62
-
-
-def _order(entry: CacheEntry) -> tuple[int, int]:
-    """Where an entry sorts in a cache's expiry order: by expiry, then cache order."""
-    return (entry.expires, entry.seq)
+# The key of a cache's expiry orders.
+_EXPIRES: Final = attrgetter("expires")

@@ -359,6 +359,9 @@ class ClaimEngine:
         self.scheduled: list[ScheduledClaim] = []
         self.clashes: dict[int, Clash] = {}
         self.neighbors: dict[str, Neighbor] = {}
+        # The domains of the CHILD and the PARENT neighbors (_neighbors_changed).
+        self._child_domains: frozenset[DomainId] = frozenset()
+        self._parents_up: frozenset[DomainId] = frozenset()
         self.non_leaf = False
         self.grib: frozenset[Prefix] = frozenset()
         self._withdrawn: frozenset[Prefix] = frozenset()
@@ -383,10 +386,16 @@ class ClaimEngine:
         self._child_memo: dict[DomainId, tuple[tuple[int, int], float, int]] = {}
         # Derived-state caches (performance only; see _cache_taken and _Stuck).
         self._room_gen = 0  # bumped by inputs that may free space the cache cannot see
-        # kind -> (key, valid until, taken)
-        self._taken_memo: dict[SpaceKind, tuple[_MemoKey, float, dict[Prefix, float]]] = {}
+        # kind -> (key, claims' first time out, WITHDRAWs' first expiry, taken)
+        self._taken_memo: dict[SpaceKind, tuple[_MemoKey, float, float, dict[Prefix, float]]] = {}
         self._stuck: dict[SpaceKind, _Stuck] = {}
         self._grib_memo: tuple[object, list[Prefix]] = ((), [])
+        # (key, computed at, valid until) of the last plan that found nothing (_plan).
+        self._plan_memo: tuple[object, float, float] = (None, 0.0, 0.0)
+        # parent -> (its origin version, computed at, valid until, found): _managed_by
+        self._managed_memo: dict[
+            DomainId, tuple[int, float, float, tuple[list[Claim], list[Prefix]]]
+        ] = {}
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -400,7 +409,7 @@ class ClaimEngine:
         """A session reached Established: send it the full relevant state in §11.8 order."""
         self._begin(now)
         self.neighbors[neighbor.key] = neighbor
-        self._room_gen += 1
+        self._neighbors_changed()
         claims = [
             e.claim for e in self.cache.live(now) if neighbor in self._audience_of(e, exclude=None)
         ]
@@ -412,9 +421,18 @@ class ClaimEngine:
         is store-and-forward, and the origin is usually not the peer."""
         self._begin(now)
         self.neighbors.pop(key, None)
-        self._room_gen += 1
+        self._neighbors_changed()
         self._outbox.pop(key, None)
         return self._finish()
+
+    def _neighbors_changed(self) -> None:
+        self._room_gen += 1
+        self._child_domains = frozenset(
+            n.domain for n in self.neighbors.values() if n.role is Role.CHILD
+        )
+        self._parents_up = frozenset(
+            n.domain for n in self.neighbors.values() if n.role is Role.PARENT
+        )
 
     def update_received(self, key: str, update: Update, *, now: float) -> list[EngineEvent]:
         """§11: process every attribute of an UPDATE from the session ``key``."""
@@ -771,6 +789,8 @@ class ClaimEngine:
 
     def _flush_outbox(self) -> None:
         """Turn the claims queued per session into UPDATEs."""
+        if not self._outbox:
+            return
         outbox, self._outbox = self._outbox, {}
         # A relay queues the same claims for many sessions (a parent's to all its
         # children): pack each distinct list once.
@@ -804,7 +824,7 @@ class ClaimEngine:
             origin_domain=claim.origin_domain,
             local_domain=cfg.local_domain,
             remote_domain=nb.domain,
-            child_domains={n.domain for n in self.neighbors.values() if n.role is Role.CHILD},
+            child_domains=self._child_domains,
         )
         if role is None:
             raise _Refuse(
@@ -1114,23 +1134,40 @@ class ClaimEngine:
         for parent in self.config.parent_domain_ids:
             if parent_origin is not None and parent != parent_origin:
                 continue
-            if any(covers(space, prefix) for space in self._parent_prefixes(parent)):
+            space = self.config.global_pool if parent == TLD_ID else self._managed_by(parent)[1]
+            if any(covers(within, prefix) for within in space):
                 return parent
         return None
 
     def _parent_managed(self, parent: DomainId) -> list[Claim]:
-        """The live PREFIX_MANAGED of a parent domain (§11.6.1)."""
+        """The live PREFIX_MANAGED of a parent domain (§11.6.1); the caller must not
+        change the list."""
+        return self._managed_by(parent)[0]
+
+    def _managed_by(self, parent: DomainId) -> tuple[list[Claim], list[Prefix]]:
+        """:meth:`_parent_managed` and their prefixes, memoized until the parent's cached
+        entries change or the first of these expires: every sibling's claim is associated
+        with them (§11.2.2, §11.4.2) and every plan asks whether the parent has space."""
         now = self._now
-        return [
-            e.claim
+        version = self.cache.origin_versions.get(parent, 0)
+        memo = self._managed_memo.get(parent)
+        if memo is not None and memo[0] == version and memo[1] <= now < memo[2]:
+            return memo[3]
+        live = [
+            e
             for e in self.cache.of_origin(ClaimType.PREFIX_MANAGED, parent)
             if e.expires > now and e.claim.origin_role is Role.PARENT
         ]
+        until = min((e.expires for e in live), default=math.inf)
+        found = ([e.claim for e in live], [e.claim.prefix for e in live])
+        self._managed_memo[parent] = (version, now, until, found)
+        return found
 
     def _parent_prefixes(self, parent: DomainId) -> list[Prefix]:
+        """The parent's managed prefixes (the global pool for a TLD); a new list."""
         if parent == TLD_ID:
             return list(self.config.global_pool)
-        return [c.prefix for c in self._parent_managed(parent)]
+        return list(self._managed_by(parent)[1])
 
     def _parent_space(self, parent: DomainId, now: float) -> list[Prefix]:
         """A parent's managed space minus what it withdrew (§11.6.1, §11.7.4), one piece
@@ -1512,7 +1549,61 @@ class ClaimEngine:
         return self._now + delay
 
     def _plan(self) -> None:
-        """Claim space when the domain needs it and may claim (§5.1, §12.2, §17.1.2)."""
+        """Claim space when the domain needs it and may claim (§5.1, §12.2, §17.1.2).
+
+        A leaf's plan that found nothing to do is not redone until what it read changes
+        (:meth:`_plan_key`) or time reaches a moment that could change it: a leaf hears
+        each of its siblings' claims relayed (§11.2.3, §11.4.3), and a plan that claims
+        nothing does not read them."""
+        key = self._plan_key()
+        if key is not None:
+            known, since, until = self._plan_memo
+            if key == known and since <= self._now < until:
+                return
+        scheduled = len(self.scheduled)
+        self._plan_kinds()
+        if key is not None and len(self.scheduled) == scheduled and self._plan_key() == key:
+            self._plan_memo = (key, self._now, self._plan_valid_until())
+
+    def _plan_key(self) -> tuple[object, ...] | None:
+        """Everything a leaf's :meth:`_plan_kinds` reads but the clock, when it decides to
+        claim nothing: then it reads neither others' claims (only whether any space is
+        left to claim from, which they do not change) nor the rng.  None (not memoized):
+        a non-leaf's plan reads its children's claims and their trend over time, and one
+        with no demand reported reads other nodes' claims for our domain over time."""
+        if self.non_leaf or self.demand is None or not self._started:
+            return None
+        return (
+            self.config,
+            self.demand,
+            self._blocked_until[DOMAIN],
+            self._parents_up,
+            self.cache.room_version,
+            self._room_gen,
+            self._stuck.get(DOMAIN),
+            tuple((k, a.expires, a.renewing) for k, a in self.allocations.items()),
+            tuple((s.kind, s.purpose, s.size, s.prefix) for s in self.scheduled),
+            tuple((p.kind, p.purpose, p.claim.prefix) for p in self.pending),
+        )
+
+    def _plan_valid_until(self) -> float:
+        """The first moment time alone could change what a leaf's plan decides: a prefix
+        of ours, a parent's PREFIX_MANAGED or a WITHDRAW expiring (they are the cache's
+        watched entries), the claim block or a :class:`_Stuck` record ending."""
+        now = self._now
+        times: list[float] = [a.expires for a in self.allocations.values()]
+        blocked = self._blocked_until[DOMAIN]
+        if blocked > now:
+            times.append(blocked)
+        stuck = self._stuck.get(DOMAIN)
+        if stuck is not None:
+            times.append(stuck.until)
+        watched = self.cache.next_watched(now)
+        if watched is not None:
+            times.append(watched)
+        return min(times, default=math.inf)
+
+    def _plan_kinds(self) -> None:
         cfg, now = self.config, self._now
         for kind in (DOMAIN, LOCAL):
             if kind is LOCAL and not self.non_leaf:
@@ -1793,6 +1884,8 @@ class ClaimEngine:
     def _pending_growth(self, kind: SpaceKind) -> int:
         """Addresses that claims under way (new ones and expansions) will add to ``kind``
         space."""
+        if not self.scheduled and not self.pending:
+            return 0
         planned = [(s.purpose, s.size) for s in self.scheduled if s.kind is kind]
         planned += [
             (p.purpose, p.claim.prefix.num_addresses) for p in self.pending if p.kind is kind
@@ -1918,7 +2011,7 @@ class ClaimEngine:
         cfg = self.config
         if cfg.is_tld:
             return [DomainId(TLD_ID)] if cfg.global_pool else []
-        up = {n.domain for n in self.neighbors.values() if n.role is Role.PARENT}
+        up = self._parents_up
         return [p for p in cfg.parent_domain_ids if p in up and self._has_parent_space(p)]
 
     def _has_parent_space(self, parent: DomainId) -> bool:
@@ -1930,7 +2023,9 @@ class ClaimEngine:
             for e in self.cache.of_origin(ClaimType.WITHDRAW, parent)
         ):
             return bool(self._parent_space(parent, now))
-        return bool(self._parent_prefixes(parent))
+        if parent == TLD_ID:
+            return bool(self.config.global_pool)
+        return bool(self._managed_by(parent)[1])
 
     def _claim_space(self, kind: SpaceKind, parent: DomainId | None) -> list[Prefix]:
         """Where a claim of ``kind`` may lie: inside one of the prefixes that manage it, less
@@ -1959,32 +2054,32 @@ class ClaimEngine:
         """The cached part of :meth:`_occupied`, each prefix with the moment time alone
         frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache
         changes other than by a claim's arrival (which :meth:`_claim_cached` adds in), a
-        denial mark changes, or time takes an entry out (or a WITHDRAW's expiry puts one
-        back, see _released): inputs ask several times each, timers often come with
-        nothing changed, and a busy cache changes mostly by arrivals."""
+        denial mark changes, or a WITHDRAW's expiry puts a claim back (see _released);
+        time taking claims out only takes their prefixes out (:meth:`_taken_now`): inputs
+        ask several times each, timers often come with nothing changed, and a busy cache
+        changes mostly by arrivals."""
+        taken = self._taken_now(kind)
+        if taken is not None:
+            return taken
         now = self._now
-        key = self._taken_key()
-        memo = self._taken_memo.get(kind)
-        if memo is not None and memo[0] == key and now < memo[1]:
-            return memo[2]
         grace = self.cache.grace
-        valid_until = math.inf
+        claims_until = withdraws_until = math.inf
         # One pass over the cache, sorted into Types; then taken in Type order.
         by_type: dict[ClaimType, list[CacheEntry]] = {t: [] for t in _ROOM_TYPES}
         for e in self.cache:
             t = e.claim.type
             if t is ClaimType.WITHDRAW:
                 if e.expires > now:
-                    valid_until = min(valid_until, e.expires)
+                    withdraws_until = min(withdraws_until, e.expires)
             elif t in by_type:
                 by_type[t].append(e)
-        taken: dict[Prefix, float] = {}
+        taken = {}
         for entries in by_type.values():
             for e in entries:
                 if self._holds_room(e, kind):
                     until = e.expires + grace
                     taken[e.claim.prefix] = max(taken.get(e.claim.prefix, until), until)
-                    valid_until = min(valid_until, until)
+                    claims_until = min(claims_until, until)
         # Our own live WITHDRAWs (§5.4 release, §12.4 clash) would cut a new allocation of
         # the same range at once (§11.7.3): we do not claim it again until they time out.
         own = Role.INTERNAL if kind is DOMAIN else Role.CHILD
@@ -1992,7 +2087,25 @@ class ClaimEngine:
             if e.expires > now and e.claim.origin_role is own:
                 p = e.claim.prefix
                 taken[p] = max(taken.get(p, e.expires), e.expires)
-        self._taken_memo[kind] = (key, valid_until, taken)
+        self._taken_memo[kind] = (self._taken_key(), claims_until, withdraws_until, taken)
+        return taken
+
+    def _taken_now(self, kind: SpaceKind) -> dict[Prefix, float] | None:
+        """The remembered :meth:`_cache_taken` of ``kind`` as it is now, or None when it
+        must be rebuilt.  Claims timing out (their expiry plus grace) only free their
+        prefixes: each prefix is kept with its last holder's time, so those whose time
+        has come are the ones to drop, and no other claim changes whether it holds room
+        unless a WITHDRAW times out, which is a rebuild."""
+        memo = self._taken_memo.get(kind)
+        now = self._now
+        if memo is None or memo[0] != self._taken_key() or now >= memo[2]:
+            return None
+        key, claims_until, withdraws_until, taken = memo
+        if now >= claims_until:
+            for prefix in [p for p, until in taken.items() if until <= now]:
+                del taken[prefix]
+            claims_until = min(taken.values(), default=math.inf)
+            self._taken_memo[kind] = (key, claims_until, withdraws_until, taken)
         return taken
 
     def _taken_key(self) -> _MemoKey:
@@ -2017,18 +2130,19 @@ class ClaimEngine:
         rather than drop it.  A renewal that supersedes an entry holds no less long, so
         the maximum stays right, unless the old entry held room and the new one does
         not (a denied renewal): then the memo is rebuilt when next asked."""
-        key = self._taken_key()
-        for kind, (memo_key, valid_until, taken) in list(self._taken_memo.items()):
-            if memo_key != key or self._now >= valid_until:
+        for kind in list(self._taken_memo):
+            taken = self._taken_now(kind)
+            if taken is None:
                 continue  # rebuilt when next asked
             holds = self._holds_room(entry, kind)
             if superseded is not None and not holds and self._holds_room(superseded, kind):
                 del self._taken_memo[kind]
                 continue
             if holds:
+                key, claims_until, withdraws_until, _ = self._taken_memo[kind]
                 p, until = entry.claim.prefix, entry.expires + self.cache.grace
                 taken[p] = max(taken.get(p, until), until)
-                self._taken_memo[kind] = (key, min(valid_until, until), taken)
+                self._taken_memo[kind] = (key, min(claims_until, until), withdraws_until, taken)
 
     def _released(self, entry: CacheEntry) -> bool:
         """A claim its domain gave back with a WITHDRAW of the same prefix, sent at or after
@@ -2417,6 +2531,8 @@ class ClaimEngine:
 
     def _propagate(self, entry: CacheEntry, *, exclude: str | None) -> None:
         # Rol on the wire is the updated role: what the origin is to us (§7.3, §11.1).
+        if len(self.neighbors) == (exclude in self.neighbors):
+            return  # no session but the one it came on (a leaf hearing its parent's relay)
         for neighbor in self._audience_of(entry, exclude=exclude):
             self._outbox.setdefault(neighbor.key, []).append(entry.claim)
 

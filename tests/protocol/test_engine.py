@@ -1320,9 +1320,8 @@ def test_the_occupied_set_follows_claim_arrivals_without_a_rebuild() -> None:
 
 def test_a_denied_renewal_that_supersedes_a_held_claim_frees_its_room() -> None:
     """A renewal cached as denied supersedes an entry that held room: the remembered set
-    cannot lower a maximum, so it is dropped and rebuilt without the prefix.  (Through the
-    engine a denial also caches our CLAIM_DENIED, which forces the rebuild anyway; the
-    cache is fed directly here so that this rule alone is what frees the room.)"""
+    cannot lower a maximum, so it is dropped and rebuilt without the prefix.  (The cache
+    is fed directly, as the engine does with a claim it denies on arrival.)"""
     net = world()
     ours = allocated(net)
     x = net["x"]
@@ -1334,6 +1333,56 @@ def test_a_denied_renewal_that_supersedes_a_held_claim_frees_its_room() -> None:
     assert x.cache.add(CacheEntry(renewal, "c", DomainId(X_DOM), denied=True))
     assert [e.claim for e in x.cache.of_origin(NEW, DomainId(C_DOM))] == [renewal]
     assert block not in _taken_memo_is_exact(net, SpaceKind.LOCAL)
+
+
+def _free_blocks(net: Net, ours: Prefix) -> list[Prefix]:
+    return [p for p in IPv4Network(PARENT_SPACE).subnets(new_prefix=24) if not p.overlaps(ours)]
+
+
+def test_a_claim_timing_out_leaves_the_occupied_set_without_a_rebuild() -> None:
+    """A claim past its expiry plus the §12.3 grace only frees its own prefix: the
+    remembered set drops it in place (engine._taken_now) and stays the rebuild's."""
+    net = world()
+    ours = allocated(net)
+    free = _free_blocks(net, ours)
+    net.inject("s", "x", sib(NEW, free[0], ts=net.now))  # holdtime: one waiting period
+    net.inject("s", "x", sib(PIU, free[1], ts=net.now))  # holdtime: 30 days
+    net.run_for(1)
+    domain = _taken_memo_is_exact(net, SpaceKind.DOMAIN)
+    assert {free[0], free[1]} <= set(domain)
+    net.run_for(WAIT + net["x"].cache.grace + 1)
+    net.call("x", "handle_timer")  # others' claims timing out wake nothing: ask now
+    assert _taken_memo_is_exact(net, SpaceKind.DOMAIN) is domain
+    assert free[0] not in domain and free[1] in domain
+
+
+def test_a_withdraw_timing_out_gives_the_claim_it_released_its_room_back() -> None:
+    """§11.7: a sibling's WITHDRAW releases its claim of the same prefix while it lasts;
+    once it times out the claim holds the room again, which dropping prefixes whose time
+    has come cannot show: the remembered set is rebuilt then."""
+    net = world()
+    ours = allocated(net)
+    free = _free_blocks(net, ours)
+    net.inject("s", "x", sib(PIU, free[0], ts=net.now))
+    net.run_for(1)
+    assert free[0] in _taken_memo_is_exact(net, SpaceKind.DOMAIN)
+    net.inject("s", "x", sib(WD, free[0], ts=net.now, lifetime=DAY))
+    net.run_for(1)
+    assert free[0] not in _taken_memo_is_exact(net, SpaceKind.DOMAIN)
+    net.run_for(DAY)
+    assert free[0] in _taken_memo_is_exact(net, SpaceKind.DOMAIN)
+
+
+def test_a_parents_prefix_managed_leaves_the_occupied_set_as_it_was() -> None:
+    """A parent's PREFIX_MANAGED holds no room of ours (§11.6.1): its arrival, a renewal
+    superseding the one cached, keeps the remembered set (each of a parent's renewals
+    reached all its children, and each rebuilt its set for nothing)."""
+    net = world()
+    allocated(net)
+    domain = _taken_memo_is_exact(net, SpaceKind.DOMAIN)
+    net.inject("p", "x", parent_pm(ts=net.now))
+    net.run_for(1)
+    assert _taken_memo_is_exact(net, SpaceKind.DOMAIN) is domain
 
 
 # --- §11.8 replay on session establishment ------------------------------------------------

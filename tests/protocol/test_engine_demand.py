@@ -34,6 +34,7 @@ from tests.protocol.test_engine import (
     PIU,
     allocated,
     kid,
+    parent_pm,
     sib,
     sub,
     world,
@@ -60,6 +61,19 @@ def test_s17_1_2_demand_that_fits_the_band_claims_nothing_more() -> None:
     allocated(net)
     net.call("x", "set_demand", Demand(in_use=200))  # 78 % of 256
     assert grown(net, WAIT + 700) == []
+
+
+def test_a_leaf_with_nowhere_to_claim_from_plans_again_once_its_parent_has_space() -> None:
+    """A leaf's plan that found nothing is remembered until what it read changes
+    (ClaimEngine._plan): here nothing to claim from (§5.1), until the parent's
+    PREFIX_MANAGED arrives (§11.6.1), which is not time passing nor a change of ours."""
+    net = world(pm=False)
+    net.call("x", "set_demand", Demand(in_use=200))
+    net.run_for(WAIT + 700)
+    assert net.events("x", ClaimSent) == []
+    net.inject("p", "x", parent_pm(ts=net.now))
+    net.run_for(700)
+    assert [c.purpose for c in net.events("x", ClaimSent)] == ["new"]
 
 
 def test_s17_1_2_predicted_demand_above_the_band_claims_ahead() -> None:

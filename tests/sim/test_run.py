@@ -21,6 +21,7 @@ import pytest
 import trio
 import trio.testing
 
+from masc.protocol.engine import ClaimEngine
 from masc.sim.metrics import Report
 from masc.sim.run import _GC_THRESHOLDS, run_scenario_file, run_simulation, simulate
 from masc.sim.scenario_file import SimScenario, load_and_resolve
@@ -160,6 +161,68 @@ async def test_no_demand_model(autojump_clock: trio.testing.MockClock, tmp_path:
     assert report.ok and report.safety == []
     assert report.totals["arrivals"] == 0
     assert report.totals["held"] > 0
+
+
+# A shrunk Appendix B strawman with growing demand and short timers: leaves hearing their
+# siblings' claims, renewals, prefixes timing out and being replaced, within a few seconds.
+SMALL_STRAWMAN = """
+name = "small-strawman"
+seed = 3
+duration = "4d"
+sample_interval = "6h"
+[topology]
+kind = "strawman"
+tlds = 3
+children = 8
+[allocator]
+renew_interval = "4h"
+[demand]
+model = "growth"
+domains = "all"
+end = 1024
+ramp = "5d"
+jitter = 0.5
+after = "4h"
+report_interval = "1h"
+""" + TIMERS.replace("hold_time = 0", 'hold_time = 0\nclaim_lifetime = "1d"')
+
+
+def test_the_engines_memos_change_no_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leaf's plan that found nothing is not redone until its inputs change
+    (ClaimEngine._plan): each time the memo says so, the plan run anyway must do nothing.
+    The occupied set drops claims timing out in place (ClaimEngine._taken_now).  With both
+    turned off the same run (each on a fresh clock) gives the same report."""
+    s = scenario(tmp_path, SMALL_STRAWMAN)
+    plan_kinds, skipped = ClaimEngine._plan_kinds, []
+
+    def checked_plan(engine: ClaimEngine) -> None:
+        key = engine._plan_key()
+        known, since, until = engine._plan_memo
+        if key is None or key != known or not since <= engine._now < until:
+            engine._plan_memo = (None, 0.0, 0.0)  # as the memo would be replaced
+            scheduled = len(engine.scheduled)
+            plan_kinds(engine)
+            unchanged = len(engine.scheduled) == scheduled and engine._plan_key() == key
+            if key is not None and unchanged:
+                engine._plan_memo = (key, engine._now, engine._plan_valid_until())
+            return
+        before = (len(engine.scheduled), dict(engine._blocked_until), dict(engine._stuck))
+        plan_kinds(engine)
+        assert (len(engine.scheduled), engine._blocked_until, engine._stuck) == before
+        skipped.append(engine)
+
+    monkeypatch.setattr(ClaimEngine, "_plan", checked_plan)
+    with_memos = run_simulation(s, None, plot_png=False).to_dict()
+    assert len(skipped) > 1000
+    monkeypatch.setattr(ClaimEngine, "_plan_key", lambda engine: None)
+    monkeypatch.setattr(ClaimEngine, "_taken_now", lambda engine, kind: None)
+    without = run_simulation(s, None, plot_png=False).to_dict()
+    for report in (with_memos, without):
+        del report["wall_seconds"], report["peak_rss_bytes"]
+    assert with_memos["totals"]["claims_sent"] > 100
+    assert with_memos == without
 
 
 def test_run_scenario_file_writes_json_and_png(tmp_path: Path) -> None:
