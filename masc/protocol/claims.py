@@ -351,8 +351,23 @@ class ClaimCache:
             self.reshaped += 1
 
     def _remove(self, key: Identity) -> CacheEntry:
-        entry = self._entries.pop(key)
+        entry = self._entries[key]
         c = entry.claim
+        self._unindex(entry)
+        orders = (self._expiry, self._watched) if self._is_watched(c) else (self._expiry,)
+        for order in orders:
+            # Look through the entries expiring together (few but in contrived cases).
+            i = bisect_left(order, entry.expires, key=_EXPIRES)
+            while order[i] is not entry:
+                i += 1
+            del order[i]
+        return entry
+
+    def _unindex(self, entry: CacheEntry) -> None:
+        """Take ``entry`` out of everything but the expiry orders (purge cuts those)."""
+        c = entry.claim
+        key = identity(c)
+        del self._entries[key]
         self._changed(c, -1)
         same = self._by_origin[(c.type, c.origin_domain)]
         del same[next(i for i, e in enumerate(same) if e is entry)]
@@ -360,29 +375,25 @@ class ClaimCache:
             del self._by_origin[(c.type, c.origin_domain)]
         if c.origin_role is Role.CHILD:
             del self._children[key]
-        expires = entry.expires
-        for order in (self._expiry, self._watched):
-            # The entries expiring together are few: look through them for this one.
-            i = bisect_left(order, expires, key=_EXPIRES)
-            while i < len(order) and order[i].expires == expires:
-                if order[i] is entry:
-                    del order[i]
-                    break
-                i += 1
-        return entry
 
     def purge(self, now: float) -> list[CacheEntry]:
-        """Forget entries past expiry plus grace (§12.3): only then is their space free."""
-        gone: list[CacheEntry] = []
+        """Forget entries past expiry plus grace (§12.3): only then is their space free.
+        Returns them in expiry order (those expiring together in the order cached)."""
+        gone = 0
         for entry in self._expiry:
             if entry.expires + self.grace > now:
                 break
-            gone.append(entry)
-        if len(gone) > 1:
-            # In the order they were cached, which is the order of the entries' dict.
-            ids = {id(e) for e in gone}
-            gone = [e for e in self._entries.values() if id(e) in ids]
-        return [self._remove(identity(e.claim)) for e in gone]
+            gone += 1
+        if not gone:
+            return []
+        # What is gone is where both orders begin: cut it off in one go each.
+        removed = self._expiry[:gone]
+        del self._expiry[:gone]
+        watched = sum(1 for e in removed if self._is_watched(e.claim))
+        del self._watched[:watched]
+        for entry in removed:
+            self._unindex(entry)
+        return removed
 
     def next_purge(self) -> float | None:
         if not self._expiry:

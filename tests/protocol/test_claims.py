@@ -333,17 +333,48 @@ def test_on_claim_hears_each_claim_arrival_and_what_it_superseded() -> None:
     assert heard == [(BASE, None), (renewal, BASE)]
 
 
-def test_cache_reshaped_moves_for_all_but_claim_arrivals_and_purges() -> None:
-    """What a view kept up to date by on_claim cannot follow: a WITHDRAW, a discard."""
+def test_cache_reshaped_moves_for_withdraws_and_discards_only() -> None:
+    """What a view of the claims holding room kept up to date by on_claim cannot follow:
+    a WITHDRAW, which releases claims (§11.7), and a discard.  Not a claim's arrival or a
+    purge, nor a PREFIX_MANAGED or a CLAIM_DENIED, which hold no room (though they change
+    the space there is, room_version)."""
     cache = ClaimCache(GRACE)
     cache.add(_entry())
     cache.add(CacheEntry(replace(BASE, timestamp=BASE.timestamp + 60), "s", None))
     assert cache.reshaped == 0
     assert cache.purge(T0 + 20 * HOLD + GRACE) and cache.reshaped == 0
+    room = cache.room_version
+    for kind in (ClaimType.PREFIX_MANAGED, ClaimType.CLAIM_DENIED):
+        cache.add(CacheEntry(_claim(kind, lifetime=HOLD), "s", None))
+    assert cache.reshaped == 0 and cache.room_version == room + 2
     cache.add(CacheEntry(_claim(ClaimType.WITHDRAW, lifetime=HOLD), "s", None))
     assert cache.reshaped == 1
     cache.discard(_claim(ClaimType.WITHDRAW, lifetime=HOLD))
     assert cache.reshaped == 2
+
+
+def test_entries_expiring_together_leave_the_expiry_orders_one_by_one() -> None:
+    """Entries with the same expiry keep the order they were cached in (the orders are
+    keyed by expiry alone); taking one out of the middle, by renewal or discard, leaves
+    the others, and purge returns them in that order."""
+    cache = ClaimCache(GRACE, local=DomainId(21))  # the claims' domain: all watched
+    claims = [_claim(ClaimType.PREFIX_IN_USE, prefix=f"239.192.{i}.0/24") for i in range(5)]
+    for c in claims:
+        cache.add(CacheEntry(c, "s", None))
+    other = _claim(ClaimType.PREFIX_IN_USE, domain=_UNHEARD, prefix="239.193.0.0/24")
+    cache.add(CacheEntry(other, "s", None))  # not watched, same expiry
+    renewal = replace(claims[2], timestamp=claims[2].timestamp + 10)
+    cache.add(CacheEntry(renewal, "s", None))  # supersedes claims[2]
+    cache.discard(claims[1])
+    assert [e.claim for e in cache._expiry] == [claims[0], claims[3], claims[4], other, renewal]
+    assert [e.claim for e in cache._watched] == [claims[0], claims[3], claims[4], renewal]
+    expiry = claims[0].timestamp + claims[0].holdtime
+    assert cache.next_watched(expiry - 1) == expiry
+    assert cache.next_watched(expiry) == expiry + 10
+    gone = cache.purge(expiry + GRACE)
+    assert [e.claim for e in gone] == [claims[0], claims[3], claims[4], other]
+    assert [e.claim for e in cache._expiry] == [e.claim for e in cache._watched] == [renewal]
+    assert len(cache) == 1 and renewal in cache
 
 
 def test_shared_gives_one_claim_and_one_identity_tuple_per_value() -> None:

@@ -248,6 +248,18 @@ def test_s11_2_1_prefix_in_use_by_parent_is_illegal_origin_role() -> None:
     assert no_sends(events)
 
 
+def test_s11_4_2_a_sibling_claim_after_the_parents_prefix_managed_expired_is_refused() -> None:
+    """The parent's PREFIX_MANAGED that claims are associated with (§11) is remembered
+    between inputs (engine._managed_by), but only while it lives: once it expires a
+    sibling's claim has no parent prefix to lie in."""
+    net = world(pm=False, start=False)
+    net.inject("p", "x", parent_pm(ts=net.now, lifetime=DAY))
+    assert subcodes(net.inject("s", "x", sib(NEW, "239.192.7.0/24", ts=net.now))) == []
+    net.run_for(DAY + 1)
+    late = net.inject("s", "x", sib(NEW, "239.192.9.0/24", ts=net.now))
+    assert subcodes(late) == [Sub.NO_APPROPRIATE_PARENT_PREFIX]
+
+
 def test_s11_2_2_prefix_in_use_by_sibling_without_parent_space_is_no_appropriate_parent() -> None:
     net = world(pm=False, start=False)
     bad = sib(PIU, "239.192.7.0/24")

@@ -27,11 +27,15 @@ from masc.protocol.events import (
     SpaceKind,
 )
 from masc.protocol.wire.messages import DomainId, Prefix
-from tests.protocol.engine_helpers import DAY, T0, WAIT, Net, net4, of_type, rejects
+from tests.protocol.engine_helpers import DAY, T0, WAIT, Net, claim, net4, of_type, rejects
 from tests.protocol.test_engine import (
     CTE,
+    P_DOM,
+    P_NODE,
     PARENT_SPACE,
     PIU,
+    WD,
+    I,
     allocated,
     kid,
     parent_pm,
@@ -73,6 +77,22 @@ def test_a_leaf_with_nowhere_to_claim_from_plans_again_once_its_parent_has_space
     assert net.events("x", ClaimSent) == []
     net.inject("p", "x", parent_pm(ts=net.now))
     net.run_for(700)
+    assert [c.purpose for c in net.events("x", ClaimSent)] == ["new"]
+
+
+def test_a_leaf_plans_again_when_its_parents_withdraw_of_all_its_space_times_out() -> None:
+    """§11.7.4: while the parent's WITHDRAW of its whole space lives, a leaf has nowhere
+    to claim from; its plan that found nothing is remembered (ClaimEngine._plan), but
+    only until the WITHDRAW expires, which no input announces."""
+    net = world(start=False)
+    net.inject(
+        "p", "x", claim(WD, I, PARENT_SPACE, domain=P_DOM, node=P_NODE, ts=net.now, lifetime=DAY)
+    )
+    net.call("x", "set_demand", Demand(in_use=200))
+    net.start("x")
+    net.run_for(DAY / 2)
+    assert net.events("x", ClaimSent) == []
+    net.run_for(DAY / 2 + 700)
     assert [c.purpose for c in net.events("x", ClaimSent)] == ["new"]
 
 

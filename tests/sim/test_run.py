@@ -187,35 +187,48 @@ report_interval = "1h"
 """ + TIMERS.replace("hold_time = 0", 'hold_time = 0\nclaim_lifetime = "1d"')
 
 
-def test_the_engines_memos_change_no_figure(
+def test_the_plan_and_occupied_set_memos_change_no_figure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A leaf's plan that found nothing is not redone until its inputs change
-    (ClaimEngine._plan): each time the memo says so, the plan run anyway must do nothing.
-    The occupied set drops claims timing out in place (ClaimEngine._taken_now).  With both
-    turned off the same run (each on a fresh clock) gives the same report."""
+    (ClaimEngine._plan): here each plan the memo skipped is run anyway, right after, and
+    must change nothing.  The occupied set drops claims timing out in place
+    (ClaimEngine._taken_now).  With both memos turned off the same run (each on a fresh
+    clock) gives the same report."""
     s = scenario(tmp_path, SMALL_STRAWMAN)
-    plan_kinds, skipped = ClaimEngine._plan_kinds, []
+    plan, plan_kinds = ClaimEngine._plan, ClaimEngine._plan_kinds
+    count = {"made": 0, "skipped": 0}
+
+    def counted_kinds(engine: ClaimEngine) -> None:
+        count["made"] += 1
+        plan_kinds(engine)
 
     def checked_plan(engine: ClaimEngine) -> None:
-        key = engine._plan_key()
-        known, since, until = engine._plan_memo
-        if key is None or key != known or not since <= engine._now < until:
-            engine._plan_memo = (None, 0.0, 0.0)  # as the memo would be replaced
-            scheduled = len(engine.scheduled)
-            plan_kinds(engine)
-            unchanged = len(engine.scheduled) == scheduled and engine._plan_key() == key
-            if key is not None and unchanged:
-                engine._plan_memo = (key, engine._now, engine._plan_valid_until())
+        made = count["made"]
+        plan(engine)
+        if count["made"] > made:
             return
-        before = (len(engine.scheduled), dict(engine._blocked_until), dict(engine._stuck))
+        count["skipped"] += 1
+        state = (
+            list(engine.scheduled),
+            dict(engine._blocked_until),
+            dict(engine._stuck),
+            list(engine._events),
+            engine.rng.getstate(),  # type: ignore[attr-defined]
+        )
         plan_kinds(engine)
-        assert (len(engine.scheduled), engine._blocked_until, engine._stuck) == before
-        skipped.append(engine)
+        assert (
+            list(engine.scheduled),
+            engine._blocked_until,
+            engine._stuck,
+            engine._events,
+            engine.rng.getstate(),  # type: ignore[attr-defined]
+        ) == state
 
     monkeypatch.setattr(ClaimEngine, "_plan", checked_plan)
+    monkeypatch.setattr(ClaimEngine, "_plan_kinds", counted_kinds)
     with_memos = run_simulation(s, None, plot_png=False).to_dict()
-    assert len(skipped) > 1000
+    assert count["skipped"] > count["made"] > 1000  # the memo was used, and much
     monkeypatch.setattr(ClaimEngine, "_plan_key", lambda engine: None)
     monkeypatch.setattr(ClaimEngine, "_taken_now", lambda engine, kind: None)
     without = run_simulation(s, None, plot_png=False).to_dict()
