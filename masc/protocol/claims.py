@@ -352,21 +352,20 @@ class ClaimCache:
 
     def _remove(self, key: Identity) -> CacheEntry:
         entry = self._entries[key]
-        c = entry.claim
-        self._unindex(entry)
-        orders = (self._expiry, self._watched) if self._is_watched(c) else (self._expiry,)
-        for order in orders:
-            # Look through the entries expiring together (few but in contrived cases).
+        self._unindex(key, entry)
+        watched = self._is_watched(entry.claim)
+        for order in (self._expiry, self._watched) if watched else (self._expiry,):
+            # Look through the entries expiring together for this one: a few at most,
+            # unless many claims carry the same timestamp and holdtime.
             i = bisect_left(order, entry.expires, key=_EXPIRES)
             while order[i] is not entry:
                 i += 1
             del order[i]
         return entry
 
-    def _unindex(self, entry: CacheEntry) -> None:
+    def _unindex(self, key: Identity, entry: CacheEntry) -> None:
         """Take ``entry`` out of everything but the expiry orders (purge cuts those)."""
         c = entry.claim
-        key = identity(c)
         del self._entries[key]
         self._changed(c, -1)
         same = self._by_origin[(c.type, c.origin_domain)]
@@ -392,7 +391,7 @@ class ClaimCache:
         watched = sum(1 for e in removed if self._is_watched(e.claim))
         del self._watched[:watched]
         for entry in removed:
-            self._unindex(entry)
+            self._unindex(identity(entry.claim), entry)
         return removed
 
     def next_purge(self) -> float | None:
