@@ -1347,7 +1347,7 @@ def test_a_denied_renewal_that_supersedes_a_held_claim_frees_its_room() -> None:
     assert block not in _taken_memo_is_exact(net, SpaceKind.LOCAL)
 
 
-def _free_blocks(net: Net, ours: Prefix) -> list[Prefix]:
+def _free_blocks(ours: Prefix) -> list[Prefix]:
     return [p for p in IPv4Network(PARENT_SPACE).subnets(new_prefix=24) if not p.overlaps(ours)]
 
 
@@ -1356,7 +1356,7 @@ def test_a_claim_timing_out_leaves_the_occupied_set_without_a_rebuild() -> None:
     remembered set drops it in place (engine._taken_now) and stays the rebuild's."""
     net = world()
     ours = allocated(net)
-    free = _free_blocks(net, ours)
+    free = _free_blocks(ours)
     net.inject("s", "x", sib(NEW, free[0], ts=net.now))  # holdtime: one waiting period
     net.inject("s", "x", sib(PIU, free[1], ts=net.now))  # holdtime: 30 days
     net.run_for(1)
@@ -1374,7 +1374,7 @@ def test_a_withdraw_timing_out_gives_the_claim_it_released_its_room_back() -> No
     has come cannot show: the remembered set is rebuilt then."""
     net = world()
     ours = allocated(net)
-    free = _free_blocks(net, ours)
+    free = _free_blocks(ours)
     net.inject("s", "x", sib(PIU, free[0], ts=net.now))
     net.run_for(1)
     assert free[0] in _taken_memo_is_exact(net, SpaceKind.DOMAIN)
