@@ -42,7 +42,7 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
@@ -1134,8 +1134,7 @@ class ClaimEngine:
         for parent in self.config.parent_domain_ids:
             if parent_origin is not None and parent != parent_origin:
                 continue
-            space = self.config.global_pool if parent == TLD_ID else self._managed_by(parent)[1]
-            if any(covers(within, prefix) for within in space):
+            if any(covers(space, prefix) for space in self._managed_prefixes(parent)):
                 return parent
         return None
 
@@ -1163,11 +1162,15 @@ class ClaimEngine:
         self._managed_memo[parent] = (version, now, until, found)
         return found
 
-    def _parent_prefixes(self, parent: DomainId) -> list[Prefix]:
-        """The parent's managed prefixes (the global pool for a TLD); a new list."""
+    def _managed_prefixes(self, parent: DomainId) -> Sequence[Prefix]:
+        """The parent's managed prefixes (the global pool for a TLD); not to be changed."""
         if parent == TLD_ID:
-            return list(self.config.global_pool)
-        return list(self._managed_by(parent)[1])
+            return self.config.global_pool
+        return self._managed_by(parent)[1]
+
+    def _parent_prefixes(self, parent: DomainId) -> list[Prefix]:
+        """:meth:`_managed_prefixes` as a new list."""
+        return list(self._managed_prefixes(parent))
 
     def _parent_space(self, parent: DomainId, now: float) -> list[Prefix]:
         """A parent's managed space minus what it withdrew (§11.6.1, §11.7.4), one piece
@@ -2023,9 +2026,7 @@ class ClaimEngine:
             for e in self.cache.of_origin(ClaimType.WITHDRAW, parent)
         ):
             return bool(self._parent_space(parent, now))
-        if parent == TLD_ID:
-            return bool(self.config.global_pool)
-        return bool(self._managed_by(parent)[1])
+        return bool(self._managed_prefixes(parent))
 
     def _claim_space(self, kind: SpaceKind, parent: DomainId | None) -> list[Prefix]:
         """Where a claim of ``kind`` may lie: inside one of the prefixes that manage it, less

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network
-from typing import Final
+from typing import Final, TypeVar
 
 from masc.protocol.constants import (
     ATTRIBUTE_HEADER_LENGTH,
@@ -134,6 +134,17 @@ _ENCODED: dict[int, tuple[Update, bytes]] = {}
 _ENCODED_KEPT: Final = 8
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _keep(memo: dict[K, V], key: K, value: V, kept: int) -> None:
+    """Remember ``value`` in a memo of the last ``kept`` entries (the oldest leaves)."""
+    if len(memo) >= kept:
+        del memo[next(iter(memo))]
+    memo[key] = value
+
+
 def encode(message: Message) -> bytes:
     """Serialise one message.  Raises CoreMisuse for values that cannot be on the wire."""
     if isinstance(message, Update):
@@ -141,9 +152,7 @@ def encode(message: Message) -> bytes:
         if known is not None and known[0] is message:
             return known[1]
         data = _frame(MessageType.UPDATE, b"".join(encode_claim(a) for a in message.attributes))
-        if len(_ENCODED) >= _ENCODED_KEPT:
-            del _ENCODED[next(iter(_ENCODED))]
-        _ENCODED[id(message)] = (message, data)
+        _keep(_ENCODED, id(message), (message, data), _ENCODED_KEPT)
         return data
     if isinstance(message, Keepalive):
         return _frame(MessageType.KEEPALIVE, b"")
@@ -355,9 +364,7 @@ def decode_update(frame: bytes) -> Update:
             return known
     update = _decode_update(frame)
     if hashable:
-        if len(_DECODED) >= _DECODED_KEPT:
-            del _DECODED[next(iter(_DECODED))]
-        _DECODED[frame] = update
+        _keep(_DECODED, frame, update, _DECODED_KEPT)
     return update
 
 
