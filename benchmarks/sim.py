@@ -1,7 +1,7 @@
 """Simulation figures: a scenario run end to end, and the allocator strategies compared.
 
     .venv/bin/python benchmarks/sim.py [SCENARIO] [--duration D] [--tlds N] [--children N]
-                                       [--strategies] [--out DIR]
+                                       [--processes N] [--strategies] [--out DIR]
 
 SCENARIO defaults to scenarios/strawman.toml (RFC 2909 Appendix B: 128 top-level domains,
 8,192 level-2 domains, 30 virtual days): the issue's performance goal is that it finishes in
@@ -47,6 +47,8 @@ def one_run(args: argparse.Namespace) -> dict[str, Any]:
         update["topology"] = topo.model_copy(
             update={k: v for k, v in (("tlds", args.tlds), ("children", args.children)) if v}
         )
+    if args.processes:
+        update["processes"] = args.processes
     scenario = scenario.model_copy(update=update)
     duration = parse_duration(args.duration) if args.duration else None
     resolved = resolve(
@@ -109,11 +111,16 @@ def main() -> int:
     parser.add_argument("--duration", help="override the scenario's (e.g. 2d)")
     parser.add_argument("--tlds", type=int, help="strawman: top-level domains")
     parser.add_argument("--children", type=int, help="strawman: level-2 domains per TLD")
+    parser.add_argument(
+        "--processes", type=int, help="override the scenario's (1: everything in this process)"
+    )
     parser.add_argument("--strategies", action="store_true", help="compare the strategies")
     parser.add_argument("--strategy", choices=STRATEGIES, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="write each run's report.json under this directory")
     args = parser.parse_args()
+    if args.processes is not None and not 1 <= args.processes <= 64:
+        parser.error("--processes must be 1 to 64")
     # The nodes' own warnings ("cannot claim ... now") would bury the table.
     logging.basicConfig(level=logging.ERROR)
     if args.child:  # one run for --strategies: print the result as JSON
@@ -126,7 +133,7 @@ def main() -> int:
     rows = []
     for strategy in STRATEGIES:
         cmd = [sys.executable, __file__, args.scenario, "--child", "--strategy", strategy]
-        for flag in ("duration", "tlds", "children", "out"):
+        for flag in ("duration", "tlds", "children", "processes", "out"):
             value = getattr(args, flag)
             if value:
                 cmd += [f"--{flag}", str(value)]

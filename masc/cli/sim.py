@@ -35,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sim.add_argument("--duration", help="override the file's duration (e.g. 2d, 36h)")
     sim.add_argument("--seed", type=int, help="override the file's seed")
     sim.add_argument(
+        "--processes",
+        type=int,
+        help="override the file's processes: how many processes share the nodes (1: all here)",
+    )
+    sim.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
         default="error",
@@ -63,8 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         print("masc sim: --seed: must be >= 0", file=sys.stderr)
         return 2
+    if args.processes is not None and not 1 <= args.processes <= 64:
+        print("masc sim: --processes: must be 1 to 64", file=sys.stderr)
+        return 2
     try:
-        scenario = load_and_resolve(args.file, duration=duration, seed=args.seed)
+        scenario = load_and_resolve(
+            args.file, duration=duration, seed=args.seed, processes=args.processes
+        )
         if not args.no_plot:
             check_plotting()
     except ConfigError as error:

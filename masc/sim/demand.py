@@ -649,8 +649,10 @@ class DemandDriver:
         if spec.model == "none":
             return
         topo = net.topology
-        first: dict[str, str] = {}  # domain -> its first node by name (one pass, not N^2)
-        for node in sorted(topo.nodes, reverse=True):
+        # Domain -> its first node by name (one pass, not N^2), of the domains this process
+        # runs (all of them but in a split run, masc.sim.split).
+        first: dict[str, str] = {}
+        for node in sorted(net.local, reverse=True):
             first[topo.nodes[node].domain] = node
         chosen = leaf_domains(net) if spec.domains == "leaves" else sorted(topo.domains)
         for domain in chosen:

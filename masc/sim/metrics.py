@@ -166,11 +166,16 @@ class Collector:
         self.interval = interval
         self.samples: list[Sample] = []
         topo = net.topology
+        # This process's nodes and their domains (all but in a split run, masc.sim.split,
+        # which keeps each domain's parents, children and descendants in one process).
+        mine = {spec.domain for name, spec in topo.nodes.items() if name in net.local}
         self._levels = topo.levels()
         self._nodes_of: dict[str, list[str]] = {d: [] for d in topo.domains}
-        for name in sorted(topo.nodes):
+        for name in sorted(net.local):
             self._nodes_of[topo.nodes[name].domain].append(name)
-        self._node_domain = [(name, spec.domain) for name, spec in sorted(topo.nodes.items())]
+        self._node_domain = [
+            (name, spec.domain) for name, spec in sorted(topo.nodes.items()) if name in net.local
+        ]
         self._parents = {d: spec.parents for d, spec in topo.domains.items()}
         self._children: dict[str, list[str]] = {d: [] for d in topo.domains}
         self._descendants: dict[str, list[str]] = {d: [] for d in topo.domains}
@@ -184,7 +189,7 @@ class Collector:
         if demand is not None:
             self._demanding = frozenset(demand.domains)
         else:
-            self._demanding = frozenset(d for d, c in self._children.items() if not c)
+            self._demanding = frozenset(d for d, c in self._children.items() if not c and d in mine)
         # Caches (module docstring).
         self._domain_of = {name: spec.domain for name, spec in topo.nodes.items()}
         self._node: dict[str, _NodeView] = {}  # the nodes started so far
@@ -193,7 +198,7 @@ class Collector:
         self._session_messages: list[int] = []
         self._messages = 0  # sum of _session_messages
         self._elsewhere: list[str] = []  # the other nodes
-        self._view = {d: _DomainView() for d in topo.domains}
+        self._view = {d: _DomainView() for d in topo.domains if d in mine}
         self._held_top = 0
         self._local = 0
         self._grib_before = 0
@@ -418,21 +423,29 @@ class Collector:
         violations: Sequence[Violation],
     ) -> Report:
         """Take a last sample and build the report: series, per-domain table, totals."""
-        last = self.sample()
+        return build_report(
+            [self.part()], scenario=scenario, wall_seconds=wall_seconds, violations=violations
+        )
+
+    def part(self) -> Part:
+        """Take a last sample and return this process's figures (:func:`build_report` builds the
+        whole run's report from those of every process)."""
+        self.sample()
         demand = self.demand.stats() if self.demand is not None else {}
         domains = {name: self._domain_row(name, demand.get(name)) for name in sorted(self._view)}
-        totals = self._totals(last, domains, demand)
-        series = {name: [getattr(s, name) for s in self.samples] for name in SERIES}
-        safety = [str(v) for v in violations]
-        return Report(
-            scenario=_jsonable(scenario),
-            series=series,
+        return Part(
+            samples=self.samples,
             domains=domains,
-            totals=totals,
-            safety=safety,
-            wall_seconds=wall_seconds,
+            demand=demand,
+            counts=(
+                self._counts[0],
+                self._counts[1],
+                self._counts[2],
+                self._counts[3],
+                self._counts[4],
+            ),
+            nodes=len(self._node_domain),
             peak_rss_bytes=peak_rss_bytes(),
-            ok=not safety and totals["waiting"] == 0,
         )
 
     def _domain_row(self, name: str, demand: DomainDemand | None) -> dict[str, Any]:
@@ -481,47 +494,126 @@ class Collector:
             }
         return row
 
-    def _totals(
-        self,
-        last: Sample,
-        domains: Mapping[str, Mapping[str, Any]],
-        demand: Mapping[str, DomainDemand],
-    ) -> dict[str, Any]:
-        arrivals = sum(d.arrivals for d in demand.values())
-        at_once = sum(d.served_at_once for d in demand.values())
-        latency = latency_figures([d.latencies for d in demand.values()], at_once)
-        return {
-            "domains": len(domains),
-            "demanding_domains": len(demand),
-            "nodes": len(self._node_domain),
-            "held": last.held,
-            "local": last.local,
-            "in_use": last.in_use,
-            "utilization": last.utilization,
-            "leaf_utilization": last.leaf_utilization,
-            "mean_utilization": _mean(s.utilization for s in self.samples if s.held),
-            "grib_before": last.grib_before,
-            "grib_after": last.grib_after,
-            "prefixes": last.prefixes,
-            "prefixes_per_domain": last.prefixes / len(domains) if domains else 0.0,
-            "max_prefixes": max((d["prefixes"] for d in domains.values()), default=0),
-            "arrivals": arrivals,
-            "served_at_once": at_once,
-            "fraction_served_at_once": at_once / arrivals if arrivals else 1.0,
-            "waited": sum(d.waited for d in demand.values()),
-            "waiting": sum(d.waiting for d in demand.values()),
-            "displaced": sum(d.displaced for d in demand.values()),
-            **latency,
-            "collisions": self._counts[0],
-            "denials": self._counts[1],
-            "clashes": self._counts[2],
-            "withdraws": self._counts[3],
-            "claims_sent": self._counts[4],
-            "messages": sum(d["messages_out"] for d in domains.values()),
-            "octets": sum(d["octets_out"] for d in domains.values()),
-            "samples": len(self.samples),
-            "virtual_hours": last.time_hours,
-        }
+
+@dataclass(slots=True)
+class Part:
+    """What one process's collector measured over its nodes (all of them but in a split
+    run): :func:`build_report` adds the parts up."""
+
+    samples: list[Sample]
+    domains: dict[str, dict[str, Any]]  # the per-domain rows of the report
+    demand: dict[str, DomainDemand]
+    counts: tuple[int, int, int, int, int]  # collisions, denials, clashes, withdraws, claims
+    nodes: int
+    peak_rss_bytes: int
+
+
+def build_report(
+    parts: Sequence[Part],
+    *,
+    scenario: Mapping[str, object],
+    wall_seconds: float,
+    violations: Sequence[Violation],
+) -> Report:
+    """The run's report from every process's :class:`Part` (the same sample times in each;
+    ``parts[0]`` is this process's): the series summed sample by sample, the domains' rows
+    side by side, the totals over all.  Peak RSS is the sum of the processes' peaks, what
+    the machine had to hold at worst; this process's is read again at the end, so that it
+    counts building the report."""
+    samples = _summed(p.samples for p in parts)
+    domains = {name: row for p in parts for name, row in p.domains.items()}
+    domains = dict(sorted(domains.items()))
+    demand = {name: d for p in parts for name, d in p.demand.items()}
+    counts = [sum(p.counts[i] for p in parts) for i in range(5)]
+    nodes = sum(p.nodes for p in parts)
+    totals = _totals(samples, domains, demand, counts, nodes)
+    series = {name: [getattr(s, name) for s in samples] for name in SERIES}
+    safety = [str(v) for v in violations]
+    return Report(
+        scenario=_jsonable(scenario),
+        series=series,
+        domains=domains,
+        totals=totals,
+        safety=safety,
+        wall_seconds=wall_seconds,
+        peak_rss_bytes=peak_rss_bytes() + sum(p.peak_rss_bytes for p in parts[1:]),
+        ok=not safety and totals["waiting"] == 0,
+    )
+
+
+# The Sample fields that add up across processes; the rest are the time and two ratios.
+_ADDED: Final = tuple(
+    n for n in SERIES if n not in ("time_hours", "utilization", "leaf_utilization")
+)
+
+
+def _summed(runs: Iterable[list[Sample]]) -> list[Sample]:
+    """Samples of several processes added up, sample by sample (one process's: as they are)."""
+    runs = list(runs)
+    if len(runs) == 1:
+        return runs[0]
+    if len({len(r) for r in runs}) != 1:
+        raise ValueError(
+            f"the processes took different numbers of samples: {[len(r) for r in runs]}"
+        )
+    out = []
+    for row in zip(*runs, strict=True):
+        added = {n: sum(getattr(s, n) for s in row) for n in _ADDED}
+        held, local, in_use = added["held"], added["local"], added["in_use"]
+        out.append(
+            Sample(
+                time_hours=row[0].time_hours,
+                utilization=in_use / held if held else 0.0,
+                leaf_utilization=in_use / local if local else 0.0,
+                **added,
+            )
+        )
+    return out
+
+
+def _totals(
+    samples: Sequence[Sample],
+    domains: Mapping[str, Mapping[str, Any]],
+    demand: Mapping[str, DomainDemand],
+    counts: Sequence[int],
+    nodes: int,
+) -> dict[str, Any]:
+    last = samples[-1]
+    arrivals = sum(d.arrivals for d in demand.values())
+    at_once = sum(d.served_at_once for d in demand.values())
+    latency = latency_figures([d.latencies for d in demand.values()], at_once)
+    return {
+        "domains": len(domains),
+        "demanding_domains": len(demand),
+        "nodes": nodes,
+        "held": last.held,
+        "local": last.local,
+        "in_use": last.in_use,
+        "utilization": last.utilization,
+        "leaf_utilization": last.leaf_utilization,
+        "mean_utilization": _mean(s.utilization for s in samples if s.held),
+        "grib_before": last.grib_before,
+        "grib_after": last.grib_after,
+        "prefixes": last.prefixes,
+        "prefixes_per_domain": last.prefixes / len(domains) if domains else 0.0,
+        "max_prefixes": max((d["prefixes"] for d in domains.values()), default=0),
+        "arrivals": arrivals,
+        "served_at_once": at_once,
+        "fraction_served_at_once": at_once / arrivals if arrivals else 1.0,
+        "waited": sum(d.waited for d in demand.values()),
+        "waiting": sum(d.waiting for d in demand.values()),
+        "displaced": sum(d.displaced for d in demand.values()),
+        **latency,
+        "collisions": counts[0],
+        "denials": counts[1],
+        "clashes": counts[2],
+        "withdraws": counts[3],
+        "claims_sent": counts[4],
+        "messages": sum(d["messages_out"] for d in domains.values()),
+        "octets": sum(d["octets_out"] for d in domains.values()),
+        "samples": len(samples),
+        "virtual_hours": last.time_hours,
+    }
 
 
 def latency_figures(runs: Sequence[Sequence[float]], at_once: int) -> dict[str, float]:

@@ -45,11 +45,11 @@ import logging
 import random
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
 import trio.testing
@@ -76,6 +76,9 @@ from masc.protocol.wire.messages import Prefix, Update
 from masc.sim.safety import Violation, check_safety
 from masc.sim.topology import LinkSpec, Topology
 
+if TYPE_CHECKING:
+    from masc.sim.split import Bridge
+
 log = logging.getLogger("masc.sim")
 
 EPOCH: Final = 1_700_000_000.0  # Unix time at virtual time 0 (Nov 2023)
@@ -87,16 +90,37 @@ _EARLY: Final = (Role.PARENT, Role.INTERNAL)  # §12.1: sessions started first
 EngineCall = Callable[[ClaimEngine, float], list[EngineEvent]]
 
 
+class _Wakes(Protocol):
+    """What a pipe's writer calls when there is something new to read (or EOF)."""
+
+    def unpark_all(self) -> object: ...
+
+
+class _Notify:
+    """A pipe's reader that is a callback, not a task: the end of a connection that
+    :mod:`masc.sim.split` forwards to another process reads its pipe at each barrier, and
+    only the connections written to since are looked at."""
+
+    __slots__ = ("_changed",)
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        self._changed = changed
+
+    def unpark_all(self) -> None:
+        self._changed()
+
+
 class _Pipe:
     """One direction of an in-memory connection: bytes written and not yet read."""
 
     __slots__ = ("data", "eof", "lot", "reader_closed")
 
-    def __init__(self) -> None:
+    def __init__(self, wakes: _Wakes | None = None) -> None:
         self.data = bytearray()
         self.eof = False  # the writer half-closed (or closed) its side
         self.reader_closed = False  # the reading end is gone: writes fail as after a reset
-        self.lot = trio.lowlevel.ParkingLot()  # a reader waiting for data or EOF
+        # A reader waiting for data or EOF: a parked task, or a _Notify.
+        self.lot: _Wakes = trio.lowlevel.ParkingLot() if wakes is None else wakes
 
 
 class SimStream(trio.abc.HalfCloseableStream):
@@ -143,7 +167,9 @@ class SimStream(trio.abc.HalfCloseableStream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         pipe = self._in
         if not (pipe.data or pipe.eof or self._closed):
-            await pipe.lot.park()
+            lot = pipe.lot
+            assert isinstance(lot, trio.lowlevel.ParkingLot), "this end is read by a callback"
+            await lot.park()
         else:
             await trio.lowlevel.checkpoint()
         if self._closed:
@@ -153,6 +179,29 @@ class SimStream(trio.abc.HalfCloseableStream):
         del pipe.data[:size]
         return chunk  # b"" once the peer has sent EOF and everything was read
 
+    # -- the end a callback reads (masc.sim.split: a connection to another process) -----
+
+    def take_received(self) -> bytes:
+        """What the other end wrote and this end has not read, without waiting."""
+        pipe = self._in
+        chunk = bytes(pipe.data)
+        pipe.data.clear()
+        return chunk
+
+    @property
+    def received_eof(self) -> bool:
+        """The other end sent EOF (or closed)."""
+        return self._in.eof
+
+    @property
+    def peer_closed(self) -> bool:
+        """The other end closed (a reset): our writes would fail."""
+        return self._out.reader_closed
+
+    def send_eof_nowait(self) -> None:
+        """:meth:`send_eof` without the checkpoint."""
+        self._shut_send()
+
     def close(self) -> None:
         """Shut both directions now (a reset): see the class docstring."""
         self._shut_send()
@@ -161,6 +210,9 @@ class SimStream(trio.abc.HalfCloseableStream):
             self._in.reader_closed = True
             self._in.data.clear()
             self._in.lot.unpark_all()
+            # After a half-close the peer's reader was told of our EOF already; a reader
+            # that is a callback (masc.sim.split) must also learn that we are gone.
+            self._out.lot.unpark_all()
 
     def _shut_send(self) -> None:
         if not self._send_closed:
@@ -173,9 +225,13 @@ class SimStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
-def stream_pair() -> tuple[SimStream, SimStream]:
-    """Two connected ends of an in-memory connection."""
-    a_to_b, b_to_a = _Pipe(), _Pipe()
+def stream_pair(changed: Callable[[], None] | None = None) -> tuple[SimStream, SimStream]:
+    """Two connected ends of an in-memory connection.  With ``changed``, the second end is
+    read by a callback: ``changed()`` is called whenever the first end writes, sends EOF or
+    closes, and the second end's reads are :meth:`SimStream.take_received` (never
+    ``receive_some``)."""
+    a_to_b = _Pipe(None if changed is None else _Notify(changed))
+    b_to_a = _Pipe()
     return SimStream(b_to_a, a_to_b), SimStream(a_to_b, b_to_a)
 
 
@@ -332,8 +388,20 @@ class SimNetwork:
         record: bool = True,
         allocator: AllocatorConfig | None = None,
         maas: GrantConfig | None = None,
+        local: Collection[str] | None = None,
+        bridge: Bridge | None = None,
     ) -> None:
         self.topology = topology
+        # The nodes this process runs (all of them but in a split run, masc.sim.split),
+        # and what carries the sessions to the others.
+        self.local = frozenset(topology.nodes) if local is None else frozenset(local)
+        if not self.local <= topology.nodes.keys():
+            raise SimError(f"no nodes {sorted(self.local - topology.nodes.keys())}")
+        if bridge is None and self.local != topology.nodes.keys():
+            raise SimError("a network running some of the nodes needs a bridge to the others")
+        self.bridge = bridge
+        if bridge is not None:
+            bridge.net = self
         self.timers = timers
         self.allocator = allocator if allocator is not None else AllocatorConfig()
         self.maas = maas
@@ -412,8 +480,11 @@ class SimNetwork:
         """Start every node and run until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self.bridge is not None:
+                await nursery.start(self.bridge.run)
             for name in self.topology.nodes:
-                await nursery.start(self._run_node, self._build(name))
+                if name in self.local:
+                    await nursery.start(self._run_node, self._build(name))
             task_status.started()
             await trio.sleep_forever()
 
@@ -527,6 +598,9 @@ class SimNetwork:
             await trio.lowlevel.checkpoint()
             if index in self._partitioned:
                 raise OSError(errno.ENETUNREACH, f"{node}-{peer} is partitioned")
+            if peer not in self.local:
+                assert self.bridge is not None
+                return self.bridge.dial(index, node, peer)
             remote = self._nodes.get(peer)
             if remote is None or not remote.up:
                 raise OSError(errno.ECONNREFUSED, f"{peer} is down")
@@ -536,6 +610,16 @@ class SimNetwork:
             return ours
 
         return connect
+
+    def accept_from_elsewhere(self, index: int, dialler: str, stream: SimStream) -> bool:
+        """A node in another process dialled ours over link ``index`` (masc.sim.split):
+        hand ``stream`` to our node's runner, unless the node is down or the link cut."""
+        node, _ = self._far_end(self.topology.links[index], dialler)
+        running = self._nodes.get(node)
+        if index in self._partitioned or running is None or not running.up:
+            return False
+        running.runners[index].incoming(stream)
+        return True
 
     def _record(self, node: str, events: list[EngineEvent], now: float) -> None:
         if self.record:

@@ -18,26 +18,34 @@ One run, in virtual time (``trio.testing.MockClock(autojump_threshold=0)``):
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
+import multiprocessing
 import os
 import random
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Final
 
 import trio
 import trio.testing
 
+from masc.protocol.wire.messages import Prefix
 from masc.sim.demand import DemandDriver
-from masc.sim.metrics import Collector, Report
-from masc.sim.network import SimNetwork, seed_scheduler
+from masc.sim.metrics import Collector, Part, Report, build_report
+from masc.sim.network import SimError, SimNetwork, seed_scheduler
 from masc.sim.report import INSTALL_HINT, PlotUnavailable, write_json
 from masc.sim.report import plot as plot_report
+from masc.sim.safety import Space, check_space_safety, space_of
 from masc.sim.scenario import apply
 from masc.sim.scenario_file import SimScenario, load_and_resolve
+from masc.sim.split import Barriers, Bridge, Coordinator, Worker, failed, partition
 
 __all__ = [
     "PlotUnavailable",
@@ -53,9 +61,31 @@ REPORT_PNG: Final = "report.png"
 
 
 async def simulate(scenario: SimScenario) -> Report:
-    """Run ``scenario`` (inside ``trio.run`` with a MockClock; module docstring) and return
-    its report.  ``wall_seconds`` in the report is the real time this took."""
+    """Run ``scenario`` in this process (inside ``trio.run`` with a MockClock; module
+    docstring) and return its report.  ``wall_seconds`` in the report is the real time
+    this took."""
     started = time.perf_counter()
+    part, space = await simulate_part(scenario)
+    return build_report(
+        [part],
+        scenario=scenario.echo,
+        wall_seconds=time.perf_counter() - started,
+        violations=check_space_safety(
+            scenario.topology, space.managed, space.local, parent_space=space.parents
+        ),
+    )
+
+
+async def simulate_part(
+    scenario: SimScenario,
+    *,
+    local: Collection[str] | None = None,
+    bridge: Bridge | None = None,
+    barriers: Barriers | None = None,
+) -> tuple[Part, Space]:
+    """Run the nodes ``local`` of ``scenario`` (all by default; the rest run in other
+    processes, reached through ``bridge`` and kept in step by ``barriers``:
+    :mod:`masc.sim.split`) and return what they measured and their space at the end."""
     seed_scheduler(scenario.seed)
     net = SimNetwork(
         scenario.topology,
@@ -65,12 +95,16 @@ async def simulate(scenario: SimScenario) -> Report:
         record=False,
         allocator=scenario.allocator,
         maas=scenario.grants,
+        local=local,
+        bridge=bridge,
     )
     driver = None
     if scenario.demand.model != "none":
         driver = DemandDriver(net, scenario.demand, seed=scenario.seed)
     collector = Collector(net, driver, interval=scenario.sample_interval)
     async with trio.open_nursery() as nursery:
+        if barriers is not None:
+            await nursery.start(barriers.run)
         await nursery.start(net.run)
         start = trio.current_time()
         if driver is not None:
@@ -85,18 +119,109 @@ async def simulate(scenario: SimScenario) -> Report:
             await apply(net, action, rng)
         await trio.sleep_until(start + scenario.duration)
         net.heal_all()
-        for node in sorted(net.topology.nodes):
+        for node in sorted(net.local):
             if not net.is_up(node):
                 await net.restart(node)
         await net.advance(scenario.quiet)
-        violations = net.check_safety()
-        report = collector.finish(
-            scenario=scenario.echo,
-            wall_seconds=time.perf_counter() - started,
-            violations=violations,
-        )
+        space = space_of(net.topology, net.engines(), now=net.now())
+        part = collector.part()
         nursery.cancel_scope.cancel()
-    return report
+    return part, space
+
+
+def run_split(scenario: SimScenario) -> Report:
+    """Run ``scenario`` in ``scenario.processes`` processes (:mod:`masc.sim.split`): this one
+    and forked others, each with its share of the nodes, and merge what they measured."""
+    started = time.perf_counter()
+    parts = partition(scenario.topology, scenario.processes)
+    if len(parts) == 1:
+        return trio.run(simulate, scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+    owner = {node: i for i, nodes in enumerate(parts) for node in nodes}
+    context = multiprocessing.get_context("fork")
+    pipes: list[Connection] = []
+    workers: list[multiprocessing.process.BaseProcess] = []
+    try:
+        for index in range(1, len(parts)):
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=_worker,
+                args=(scenario, parts[index], index, owner, theirs),
+                name=f"masc-sim-{index}",
+                daemon=True,
+            )
+            process.start()
+            theirs.close()  # so that our reads end (EOFError) if the worker dies
+            pipes.append(ours)
+            workers.append(process)
+        bridge = Bridge(0, owner)
+        barriers = Barriers(
+            Coordinator(bridge, pipes, scenario.sync_interval).sync, scenario.sync_interval
+        )
+        try:
+            results = [
+                trio.run(
+                    partial(
+                        simulate_part, scenario, local=parts[0], bridge=bridge, barriers=barriers
+                    ),
+                    clock=trio.testing.MockClock(autojump_threshold=0),
+                )
+            ]
+        except* SimError as failure:  # another process failed (split.failed)
+            raise failure.exceptions[0] from None
+        for index, pipe in enumerate(pipes, start=1):
+            results.append(_result(index, pipe.recv()))
+    finally:
+        for pipe in pipes:
+            pipe.close()
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+    managed: dict[str, list[Prefix]] = {}
+    local: dict[str, list[Prefix]] = {}
+    parents: dict[str, list[Prefix]] = {}
+    for _, space in results:
+        managed |= space.managed
+        local |= space.local
+        parents |= space.parents
+    violations = check_space_safety(scenario.topology, managed, local, parent_space=parents)
+    return build_report(
+        [part for part, _ in results],
+        scenario=scenario.echo,
+        wall_seconds=time.perf_counter() - started,
+        violations=violations,
+    )
+
+
+def _worker(
+    scenario: SimScenario,
+    local: frozenset[str],
+    index: int,
+    owner: dict[str, int],
+    pipe: Connection,
+) -> None:
+    """Process ``index`` of a split run: its nodes, then its figures sent to process 0."""
+    try:
+        bridge = Bridge(index, owner)
+        barriers = Barriers(Worker(bridge, pipe).sync, scenario.sync_interval)
+        part, space = trio.run(
+            partial(simulate_part, scenario, local=local, bridge=bridge, barriers=barriers),
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )
+        pipe.send(("done", part, space))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            pipe.send(("error", traceback.format_exc()))
+        raise
+
+
+def _result(index: int, message: object) -> tuple[Part, Space]:
+    if isinstance(message, tuple) and len(message) == 3 and message[0] == "done":
+        part, space = message[1], message[2]
+        assert isinstance(part, Part) and isinstance(space, Space)
+        return part, space
+    raise failed(index, message)
 
 
 def check_plotting() -> None:
@@ -137,9 +262,13 @@ def run_simulation(
     ``out_dir/report.json`` and (with ``plot_png``) ``out_dir/report.png``."""
     if plot_png and out_dir is not None:
         check_plotting()
-    clock = trio.testing.MockClock(autojump_threshold=0)
     with _fewer_collections():
-        report = trio.run(simulate, scenario, clock=clock)
+        if scenario.processes > 1:
+            report = run_split(scenario)
+        else:
+            report = trio.run(
+                simulate, scenario, clock=trio.testing.MockClock(autojump_threshold=0)
+            )
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

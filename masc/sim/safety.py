@@ -58,18 +58,34 @@ def check_safety(
 ) -> list[Violation]:
     """Every violation of the rules of the module docstring among the running nodes
     ``engines`` (node name -> engine) at Unix time ``now``."""
+    space = space_of(topology, engines, now=now)
+    return _check(topology, space.managed, space.local, lambda node: space.parents[node])
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """What :func:`check_safety` reads of each running node: its managed space, its
+    locally-allocated space and what it knows of its parents' managed space."""
+
+    managed: dict[str, list[Prefix]]
+    local: dict[str, list[Prefix]]
+    parents: dict[str, list[Prefix]]
+
+
+def space_of(topology: Topology, engines: Mapping[str, ClaimEngine], *, now: float) -> Space:
+    """The :class:`Space` of the nodes ``engines`` at Unix time ``now``: what a process of a
+    split run (masc.sim.split) hands over for :func:`check_space_safety`."""
     managed = {n: e.managed_space(now=now) for n, e in engines.items()}
     local = {n: e.local_space(now=now) for n, e in engines.items()}
-
-    def known(node: str) -> list[Prefix]:
-        spec = topology.domain_of(node)
-        return [
+    parents = {
+        n: [
             s
-            for p in spec.parents
-            for s in engines[node].parent_space(topology.domains[p].domain_id, now=now)
+            for p in topology.domain_of(n).parents
+            for s in e.parent_space(topology.domains[p].domain_id, now=now)
         ]
-
-    return _check(topology, managed, local, known)
+        for n, e in engines.items()
+    }
+    return Space(managed, local, parents)
 
 
 def check_space_safety(

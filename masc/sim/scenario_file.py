@@ -11,6 +11,8 @@ between MAASs, a demand model, a fault schedule, a duration and a seed::
     duration = "4d"           # how long faults may happen and demand arrives
     sample_interval = "1h"    # how often metrics are sampled (virtual time)
     quiet = "auto"            # after `duration`: "auto" or a duration (see below)
+    processes = 1             # processes sharing the nodes (masc.sim.split); no faults if > 1
+    sync_interval = "10s"     # ... and how often they exchange what crosses between them
     [topology]  kind = "figure1" | "strawman" | "random", and that kind's keys
     [timers]    waiting_period, initiate_claim_delay, claim_lifetime, clock_skew_grace,
                 hold_time, connect_retry, restart_backoff_initial, restart_backoff_max
@@ -66,6 +68,7 @@ from masc.sim.demand import DemandSpec
 from masc.sim.faults import FaultsConfig, fault_actions
 from masc.sim.network import DAY, HOUR, SimTimers
 from masc.sim.scenario import Action, quiet_period
+from masc.sim.split import SYNC_INTERVAL
 from masc.sim.topology import (
     DEFAULT_POOL,
     STRAWMAN_POOL,
@@ -391,6 +394,8 @@ class ScenarioFile(_Section):
     duration: PositiveDuration = 30 * DAY
     sample_interval: PositiveDuration = HOUR
     quiet: Annotated[float | Literal["auto"], PlainValidator(_quiet)] = "auto"
+    processes: Annotated[int, Field(ge=1, le=64)] = 1
+    sync_interval: PositiveDuration = SYNC_INTERVAL
     topology: TopologySection = TopologySection()
     timers: TimersSection = TimersSection()
     allocator: AllocatorSection = AllocatorSection()
@@ -416,6 +421,8 @@ class SimScenario:
     duration: float
     quiet: float
     sample_interval: float
+    processes: int = 1  # masc.sim.split
+    sync_interval: float = SYNC_INTERVAL
     # What the report echoes: the file's settings with every default filled in.
     echo: dict[str, Any] = field(default_factory=dict)
 
@@ -432,19 +439,18 @@ def resolve(
     name: str | None = None,
     duration: float | None = None,
     seed: int | None = None,
+    processes: int | None = None,
 ) -> SimScenario:
     """Build the topology, timers, policy, demand and fault schedule of ``scenario``.
 
-    ``duration`` and ``seed`` override the file's (``masc sim --duration/--seed``); the
+    ``duration``, ``seed`` and ``processes`` override the file's (``masc sim --duration``,
+    ``--seed``, ``--processes``); the
     name is the file's ``name``, else ``name`` (the file's stem).  Problems only visible
     with the topology built (a fault naming a node that does not exist) are ConfigErrors
     naming the key in ``source``."""
-    if duration is not None or seed is not None:
-        update: dict[str, object] = {}
-        if duration is not None:
-            update["duration"] = duration
-        if seed is not None:
-            update["seed"] = seed
+    overrides = {"duration": duration, "seed": seed, "processes": processes}
+    update = {key: value for key, value in overrides.items() if value is not None}
+    if update:
         scenario = scenario.model_copy(update=update)
     if not scenario.duration > 0:
         raise ConfigError(source, "duration", "must be greater than 0 seconds")
@@ -456,6 +462,13 @@ def resolve(
     actions = fault_actions(
         scenario.faults, topology, duration=scenario.duration, seed=scenario.seed, source=source
     )
+    if scenario.processes > 1 and actions:
+        raise ConfigError(
+            source,
+            "processes",
+            f"a run split across processes takes no faults ({len(actions)} scheduled); "
+            "set processes = 1",
+        )
     if scenario.quiet == "auto":
         levels = max(topology.levels().values(), default=0) + 1
         quiet = quiet_period(timers, levels) if actions else 0.0
@@ -484,12 +497,18 @@ def resolve(
         duration=scenario.duration,
         quiet=quiet,
         sample_interval=scenario.sample_interval,
+        processes=scenario.processes,
+        sync_interval=scenario.sync_interval,
         echo=echo,
     )
 
 
 def load_and_resolve(
-    path: str | os.PathLike[str], *, duration: float | None = None, seed: int | None = None
+    path: str | os.PathLike[str],
+    *,
+    duration: float | None = None,
+    seed: int | None = None,
+    processes: int | None = None,
 ) -> SimScenario:
     """:func:`load_scenario` then :func:`resolve`, errors naming ``path``."""
     return resolve(
@@ -498,4 +517,5 @@ def load_and_resolve(
         name=Path(path).stem,
         duration=duration,
         seed=seed,
+        processes=processes,
     )

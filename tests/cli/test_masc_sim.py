@@ -94,13 +94,40 @@ def test_a_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize(
     ("flags", "text"),
-    [(["--duration", "soon"], "--duration"), (["--duration", "0"], "--duration")],
+    [
+        (["--duration", "soon"], "--duration"),
+        (["--duration", "0"], "--duration"),
+        (["--processes", "0"], "--processes"),
+        (["--processes", "65"], "--processes"),
+    ],
 )
 def test_bad_overrides_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], text: str
 ) -> None:
     assert main(["sim", str(scenario(tmp_path)), *flags]) == 2
     assert text in capsys.readouterr().err
+
+
+def test_processes_splits_the_run_and_its_report_is_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["sim", str(scenario(tmp_path)), "--json", "--no-plot", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--processes", "2"]) == 0
+    split = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert (split["scenario"]["processes"], whole["scenario"]["processes"]) == (2, 1)
+    assert split["domains"].keys() == whole["domains"].keys()
+    assert split["ok"] is True and split["safety"] == []
+
+
+def test_processes_with_faults_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faults = '[faults]\nrandom = 1\nbetween = ["1h", "2h"]\nheal_after = ["10m", "20m"]\n'
+    path = scenario(tmp_path, SHORT + faults)
+    assert main(["sim", str(path), "--no-plot", "--processes", "2"]) == 2
+    assert f"{path}: processes: " in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

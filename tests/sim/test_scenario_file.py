@@ -240,6 +240,18 @@ def test_the_strawman_scenario_is_appendix_b() -> None:
     assert s.timers.claim_lifetime == 30 * DAY
     assert s.allocator.renew_interval == 48 * HOUR
     assert s.duration == 30 * DAY
+    assert (s.processes, s.sync_interval) == (2, 10.0)  # the CI machine's two cores
+    assert not s.actions  # which a split run needs
+
+
+def test_processes_and_sync_interval_default_to_one_process_and_10_seconds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text("seed = 1\n")
+    s = load_and_resolve(path)
+    assert (s.processes, s.sync_interval) == (1, 10.0)
+    assert load_and_resolve(path, processes=3).processes == 3
 
 
 def test_the_faults_scenario_schedules_faults() -> None:
@@ -258,6 +270,9 @@ def test_the_faults_scenario_schedules_faults() -> None:
         ('duration = "0s"', "duration", "greater than 0"),
         ('duration = "3 days"', "duration", "invalid duration"),
         ('sample_interval = "-1h"', "sample_interval", "negative"),
+        ("processes = 0", "processes", "greater than or equal to 1"),
+        ("processes = 65", "processes", "less than or equal to 64"),
+        ('sync_interval = "0s"', "sync_interval", "greater than 0"),
         ('quiet = "later"', "quiet", "invalid duration"),
         ('name = "a b"', "name", "should match pattern"),
         ("[topology]\nkind = 'ring'", "topology.kind", "must be"),
@@ -337,6 +352,6 @@ def test_several_problems_are_reported_together(tmp_path: Path) -> None:
 
 def test_the_model_is_frozen_and_complete() -> None:
     assert set(ScenarioFile.model_fields) == {
-        "name", "seed", "duration", "sample_interval", "quiet", "topology", "timers",
-        "allocator", "policy", "maas", "demand", "faults",
+        "name", "seed", "duration", "sample_interval", "quiet", "processes", "sync_interval",
+        "topology", "timers", "allocator", "policy", "maas", "demand", "faults",
     }  # fmt: skip

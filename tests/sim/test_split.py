@@ -1,0 +1,272 @@
+"""A simulation split across processes (masc.sim.split): who runs what, the connections that
+cross between processes, the barriers, and whole runs against the same run in one process."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from masc.config import ConfigError
+from masc.sim.metrics import Report
+from masc.sim.network import SimError, SimNetwork, SimStream, stream_pair
+from masc.sim.run import run_simulation
+from masc.sim.scenario_file import SimScenario, load_and_resolve
+from masc.sim.split import Bridge, Message, next_barrier, partition
+from masc.sim.topology import figure1, random_topology, strawman
+from tests.sim.test_run import RANDOM100, check
+
+# --- who runs what ---------------------------------------------------------------------------
+
+
+def test_each_tlds_subtree_runs_whole_in_one_process_and_the_processes_share_the_nodes() -> None:
+    topo = strawman(tlds=5, children=3, seed=1)
+    parts = partition(topo, 2)
+    assert len(parts) == 2
+    assert set().union(*parts) == set(topo.nodes) and not parts[0] & parts[1]
+    assert sorted(len(p) for p in parts) == [8, 12]  # 5 subtrees of 4 nodes, dealt out
+    for part in parts:
+        for node in part:
+            for parent in topo.domain_of(node).parents:
+                assert topo.domains[parent].name in {topo.nodes[n].domain for n in part}
+
+
+def test_a_domain_with_parents_in_two_subtrees_joins_them() -> None:
+    topo = random_topology(domains=60, levels=3, tlds=6, multi_parent=0.5, seed=3)
+    joined = [d for d in topo.domains.values() if len(d.parents) > 1]
+    assert joined  # the topology has some
+    parts = partition(topo, 4)
+    where = {topo.nodes[n].domain: i for i, part in enumerate(parts) for n in part}
+    for domain in topo.domains.values():
+        for parent in domain.parents:
+            assert where[parent] == where[domain.name]
+
+
+def test_never_more_processes_than_subtrees_and_never_an_empty_one() -> None:
+    topo = figure1()  # one tree under one parent... and its siblings' trees
+    parts = partition(topo, 64)
+    assert all(parts) and len(parts) <= 64
+    assert set().union(*parts) == set(topo.nodes)
+    assert partition(topo, 1) == [frozenset(topo.nodes)]
+    with pytest.raises(ValueError):
+        partition(topo, 0)
+
+
+# --- barriers --------------------------------------------------------------------------------
+
+
+def test_the_next_barrier_skips_the_quiet_stretches_only() -> None:
+    assert next_barrier(100.0, [250.0, 101.0], crossed=True, every=10.0) == 110.0
+    assert next_barrier(100.0, [250.0, 100.0], crossed=False, every=10.0) == 110.0  # due now
+    assert next_barrier(100.0, [250.0, 137.5], crossed=False, every=10.0) == 140.0
+    assert next_barrier(100.0, [250.0, 140.0], crossed=False, every=10.0) == 150.0
+    assert next_barrier(100.0, [math.inf, math.inf], crossed=False, every=10.0) == math.inf
+
+
+# --- the connections that cross ----------------------------------------------------------------
+
+
+class _Net:
+    """What the bridge asks of the network when a dial from elsewhere arrives."""
+
+    def __init__(self, up: bool) -> None:
+        self.up = up
+        self.accepted: list[tuple[int, str, SimStream]] = []
+
+    def accept_from_elsewhere(self, index: int, dialler: str, stream: SimStream) -> bool:
+        if self.up:
+            self.accepted.append((index, dialler, stream))
+        return self.up
+
+
+def _bridge(part: int, net: _Net) -> Bridge:
+    bridge = Bridge(part, {"A": 0, "B": 1})
+    bridge.net = net  # type: ignore[assignment]  # the one method it calls
+    return bridge
+
+
+async def _handed(bridge: Bridge, messages: list[tuple[int, Message]]) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bridge.run)
+        bridge.deliver(messages)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_dial_crosses_with_its_bytes_its_eof_and_its_close() -> None:
+    a_net, b_net = _Net(up=True), _Net(up=True)
+    a, b = _bridge(0, a_net), _bridge(1, b_net)
+    dialled = a.dial(7, "A", "B")
+    dialled.send_nowait(b"OPEN")
+    out = a.outgoing()
+    conn = (0, 1)
+    assert out == [(1, ("open", conn, 7, "A")), (1, ("data", conn, b"OPEN"))]
+    assert a.outgoing() == []  # nothing new since
+    await _handed(b, [(0, m) for _, m in out])
+    [(index, dialler, accepted)] = b_net.accepted
+    assert (index, dialler) == (7, "A")
+    assert await accepted.receive_some() == b"OPEN"
+    await accepted.send_all(b"OPEN too")
+    back = b.outgoing()
+    assert back == [(0, ("data", conn, b"OPEN too"))]
+    await _handed(a, [(1, m) for _, m in back])
+    assert await dialled.receive_some() == b"OPEN too"
+    await dialled.send_eof()
+    assert a.outgoing() == [(1, ("eof", conn))]
+    await _handed(b, [(0, ("eof", conn))])
+    assert await accepted.receive_some() == b""  # the EOF
+    await accepted.send_all(b"still open this way")  # a half-close
+    await _handed(a, [(1, m) for _, m in b.outgoing()])
+    assert await dialled.receive_some() == b"still open this way"
+    dialled.close()
+    assert a.outgoing() == [(1, ("close", conn))]
+    await _handed(b, [(0, ("close", conn))])
+    with pytest.raises(trio.BrokenResourceError):
+        await accepted.send_all(b"late")  # as after a reset
+    assert b.outgoing() == []  # the connection is gone on both sides
+    await _handed(b, [(0, ("data", conn, b"stale"))])  # after the close: dropped
+
+
+async def test_a_dial_to_a_node_that_is_not_running_is_closed() -> None:
+    a, b = _bridge(0, _Net(up=True)), _bridge(1, _Net(up=False))
+    dialled = a.dial(3, "A", "B")
+    await _handed(b, [(0, m) for _, m in a.outgoing()])
+    assert b.outgoing() == [(0, ("close", (0, 1)))]
+    await _handed(a, [(1, ("close", (0, 1)))])
+    assert await dialled.receive_some() == b""
+    with pytest.raises(trio.BrokenResourceError):
+        await dialled.send_all(b"OPEN")
+
+
+def test_a_stream_read_by_a_callback_says_when_its_peer_wrote() -> None:
+    changes: list[str] = []
+    ours, theirs = stream_pair(lambda: changes.append("changed"))
+    ours.send_nowait(b"x")
+    assert changes == ["changed"] and theirs.take_received() == b"x"
+    assert theirs.take_received() == b"" and not theirs.received_eof
+    ours.close()
+    assert theirs.received_eof and theirs.peer_closed and len(changes) >= 2
+
+
+def test_a_network_of_some_nodes_needs_a_bridge() -> None:
+    topo = figure1()
+    some = sorted(topo.nodes)[:3]
+    with pytest.raises(SimError, match="bridge"):
+        SimNetwork(topo, local=some)
+    with pytest.raises(SimError, match="no nodes"):
+        SimNetwork(topo, local=["nowhere"], bridge=Bridge(0, {}))
+
+
+# --- whole runs ----------------------------------------------------------------------------------
+
+
+def _scenario(tmp_path: Path, text: str) -> SimScenario:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return load_and_resolve(path)
+
+
+def _without_timing(report: Report) -> dict[str, Any]:
+    data = report.to_dict()
+    data.pop("wall_seconds")
+    data.pop("peak_rss_bytes")
+    return data
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[SimScenario, Report]]:
+    """RANDOM100 (20 TLD subtrees, TLD siblings meshed) in one process, in two (twice) and
+    in three."""
+    tmp = tmp_path_factory.mktemp("split")
+    one = _scenario(tmp, RANDOM100)
+    out: dict[str, tuple[SimScenario, Report]] = {"1": (one, run_simulation(one, None))}
+    for label, n in (("2", 2), ("2 again", 2), ("3", 3)):
+        s = _scenario(tmp, RANDOM100.replace("seed = 7", f"seed = 7\nprocesses = {n}"))
+        assert s.processes == n
+        out[label] = (s, run_simulation(s, None))
+    return out
+
+
+def test_a_split_run_is_safe_serves_every_demand_and_reports_every_domain(
+    runs: dict[str, tuple[SimScenario, Report]],
+) -> None:
+    for label in ("2", "3"):
+        s, report = runs[label]
+        check(report, s)
+        assert report.scenario["processes"] == s.processes
+        assert report.totals["nodes"] == len(s.topology.nodes)
+
+
+def test_a_split_run_is_reproducible(runs: dict[str, tuple[SimScenario, Report]]) -> None:
+    assert _without_timing(runs["2"][1]) == _without_timing(runs["2 again"][1])
+
+
+def test_sessions_between_processes_carry_what_they_carry_in_one(
+    runs: dict[str, tuple[SimScenario, Report]],
+) -> None:
+    """Only the TLDs' sibling mesh crosses between processes, and each TLD hears about as
+    much from its siblings and children as in one process.  Not exactly as much: the cut
+    delays what crosses by up to a barrier (10 s), and TLDs claiming from the pool at the
+    same time then collide a few more times at bootstrap (§5.1 c), each collision a few
+    messages more.  A broken bridge would leave a TLD only its own process's peers."""
+    s, one = runs["1"]
+    tlds = [d for d, spec in s.topology.domains.items() if spec.is_tld]
+    for n in (2, 3):
+        where = {node: i for i, part in enumerate(partition(s.topology, n)) for node in part}
+        crossing = [link for link in s.topology.links if where[link.a] != where[link.b]]
+        assert crossing and all(
+            s.topology.domain_of(link.a).is_tld and s.topology.domain_of(link.b).is_tld
+            for link in crossing
+        )
+    for label in ("2", "3"):
+        split = runs[label][1]
+        for tld in tlds:
+            got, want = split.domains[tld]["messages_in"], one.domains[tld]["messages_in"]
+            assert abs(got - want) <= 0.25 * want, (label, tld, got, want)
+        assert split.totals["held"] == pytest.approx(one.totals["held"], rel=0.1)
+
+
+def test_the_series_add_up_across_processes(runs: dict[str, tuple[SimScenario, Report]]) -> None:
+    _, report = runs["2"]
+    series, totals = report.series, report.totals
+    assert series["messages"][-1] == totals["messages"]
+    assert series["held"][-1] == totals["held"]
+    assert series["prefixes"][-1] == totals["prefixes"]
+    assert series["nodes_up"][-1] == totals["nodes"]
+    last = len(series["held"]) - 1
+    assert series["utilization"][last] == series["in_use"][last] / series["held"][last]
+
+
+def test_a_split_run_takes_no_faults(tmp_path: Path) -> None:
+    text = RANDOM100.replace("seed = 7", "seed = 7\nprocesses = 2") + (
+        '\n[faults]\nrandom = 2\nbetween = ["1h", "2h"]\nheal_after = ["10m", "20m"]\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        _scenario(tmp_path, text)
+    assert caught.value.key == "processes"
+
+
+def test_a_failing_process_fails_the_run_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = _scenario(tmp_path, RANDOM100.replace('duration = "2d"', 'duration = "2h"'))
+    s = replace(s, processes=2)
+    first = partition(s.topology, 2)[0]
+
+    import masc.sim.run as run_module
+
+    real = run_module.simulate_part
+
+    async def failing(scenario: SimScenario, **kwargs: Any) -> Any:
+        if kwargs.get("local") != first:
+            raise RuntimeError("the worker broke")
+        return await real(scenario, **kwargs)
+
+    monkeypatch.setattr(run_module, "simulate_part", failing)
+    with pytest.raises(SimError, match="the worker broke"):
+        run_simulation(s, None)
