@@ -30,6 +30,7 @@ from typing import Any
 from masc.config.durations import parse_duration
 from masc.sim.run import run_simulation
 from masc.sim.scenario_file import load_scenario, resolve
+from masc.sim.split import MAX_PROCESSES
 
 STRATEGIES = ("rbo", "first-fit", "best-fit")
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,8 +120,8 @@ def main() -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="write each run's report.json under this directory")
     args = parser.parse_args()
-    if args.processes is not None and not 1 <= args.processes <= 64:
-        parser.error("--processes must be 1 to 64")
+    if args.processes is not None and not 1 <= args.processes <= MAX_PROCESSES:
+        parser.error(f"--processes must be 1 to {MAX_PROCESSES}")
     # The nodes' own warnings ("cannot claim ... now") would bury the table.
     logging.basicConfig(level=logging.ERROR)
     if args.child:  # one run for --strategies: print the result as JSON

@@ -6,7 +6,8 @@ Prints a summary (or, with ``--json``, the whole report) and writes ``DIR/report
 Exit status: 0 the run was safe and every demand was served; 1 the safety checker found a
 violation or demand was left waiting at the end; 2 a bad scenario file or usage
 (``file: key: problem`` on stderr), or a plot asked for without matplotlib installed
-(checked before the run: ``pip install 'masc[sim]'`` or ``--no-plot``).
+(checked before the run: ``pip install 'masc[sim]'`` or ``--no-plot``); 3 the simulation
+itself failed (a process of a split run: its traceback on stderr).
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     """Carry out ``masc sim`` (see the module docstring for the exit status)."""
     from masc.daemon.logs import configure
+    from masc.sim.network import SimError
     from masc.sim.report import PlotUnavailable, summary
     from masc.sim.run import check_plotting, default_out_dir, run_simulation
     from masc.sim.scenario_file import load_and_resolve
+    from masc.sim.split import MAX_PROCESSES
 
     duration = None
     if args.duration is not None:
@@ -68,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         print("masc sim: --seed: must be >= 0", file=sys.stderr)
         return 2
-    if args.processes is not None and not 1 <= args.processes <= 64:
-        print("masc sim: --processes: must be 1 to 64", file=sys.stderr)
+    if args.processes is not None and not 1 <= args.processes <= MAX_PROCESSES:
+        print(f"masc sim: --processes: must be 1 to {MAX_PROCESSES}", file=sys.stderr)
         return 2
     try:
         scenario = load_and_resolve(
@@ -87,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     # in a simulation of thousands of nodes that is noise unless asked for.
     configure(args.log_level, args.log_format)
     out = Path(args.out) if args.out is not None else default_out_dir(scenario)
-    report = run_simulation(scenario, out, plot_png=not args.no_plot)
+    try:
+        report = run_simulation(scenario, out, plot_png=not args.no_plot)
+    except SimError as error:
+        print(f"masc sim: {error}", file=sys.stderr)
+        return 3
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

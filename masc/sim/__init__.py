@@ -1,4 +1,4 @@
-"""The virtual-time MASC simulator: real engines and session FSMs in one process.
+"""The virtual-time MASC simulator: real engines and session FSMs in one process (or a few).
 
 * :mod:`masc.sim.topology`: RFC 2909 Figure 1 and seeded random hierarchies;
 * :mod:`masc.sim.network`: :class:`SimNetwork`, the nodes wired by in-memory streams under
@@ -8,7 +8,8 @@
 * :mod:`masc.sim.scenario_file`, :mod:`masc.sim.faults`: the TOML scenarios of ``masc sim``;
 * :mod:`masc.sim.demand`: simulated MAASs whose sessions arrive and leave (the demand);
 * :mod:`masc.sim.metrics`, :mod:`masc.sim.report`: what a run measured, as JSON and a plot;
-* :mod:`masc.sim.run`: a scenario file run end to end (docs/simulation.md).
+* :mod:`masc.sim.run`: a scenario file run end to end (docs/simulation.md);
+* :mod:`masc.sim.split`: one run shared between processes, one per core.
 """
 
 from masc.sim.demand import DemandDriver, DemandSpec

@@ -168,7 +168,7 @@ class Collector:
         topo = net.topology
         # This process's nodes and their domains (all but in a split run, masc.sim.split,
         # which keeps each domain's parents, children and descendants in one process).
-        mine = {spec.domain for name, spec in topo.nodes.items() if name in net.local}
+        mine = net.local_domains
         self._levels = topo.levels()
         self._nodes_of: dict[str, list[str]] = {d: [] for d in topo.domains}
         for name in sorted(net.local):
@@ -185,7 +185,6 @@ class Collector:
             for ancestor in topo.ancestors(name):
                 self._descendants[ancestor].append(name)
         self._ancestors = {d: sorted(topo.ancestors(d)) for d in topo.domains}
-        self._tops = sorted(d for d, spec in topo.domains.items() if spec.is_tld)
         if demand is not None:
             self._demanding = frozenset(demand.domains)
         else:
@@ -517,8 +516,9 @@ def build_report(
 ) -> Report:
     """The run's report from every process's :class:`Part` (the same sample times in each;
     ``parts[0]`` is this process's): the series summed sample by sample, the domains' rows
-    side by side, the totals over all.  Peak RSS is the sum of the processes' peaks, what
-    the machine had to hold at worst; this process's is read again at the end, so that it
+    side by side, the totals over all.  Peak RSS is the sum of the processes' peaks: an
+    upper bound on what the machine held, as a forked process's peak also counts the pages
+    it still shares with process 0.  This process's is read again at the end, so that it
     counts building the report."""
     samples = _summed(p.samples for p in parts)
     domains = {name: row for p in parts for name, row in p.domains.items()}
@@ -527,6 +527,7 @@ def build_report(
     counts = [sum(p.counts[i] for p in parts) for i in range(5)]
     nodes = sum(p.nodes for p in parts)
     totals = _totals(samples, domains, demand, counts, nodes)
+    totals["processes"] = len(parts)
     series = {name: [getattr(s, name) for s in samples] for name in SERIES}
     safety = [str(v) for v in violations]
     return Report(

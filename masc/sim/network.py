@@ -397,11 +397,17 @@ class SimNetwork:
         self.local = frozenset(topology.nodes) if local is None else frozenset(local)
         if not self.local <= topology.nodes.keys():
             raise SimError(f"no nodes {sorted(self.local - topology.nodes.keys())}")
+        # ... and their domains (all of them, nodeless ones included, when it runs all).
+        self.local_domains = (
+            frozenset(topology.domains)
+            if local is None
+            else frozenset(topology.nodes[n].domain for n in self.local)
+        )
         if bridge is None and self.local != topology.nodes.keys():
             raise SimError("a network running some of the nodes needs a bridge to the others")
         self.bridge = bridge
         if bridge is not None:
-            bridge.net = self
+            bridge.accept = self.accept_from_elsewhere
         self.timers = timers
         self.allocator = allocator if allocator is not None else AllocatorConfig()
         self.maas = maas
@@ -634,6 +640,7 @@ class SimNetwork:
     def partition(self, a: str, b: str) -> None:
         """Cut every session between nodes ``a`` and ``b``: connections drop now, dials
         fail until :meth:`heal`."""
+        self._here(a, b)
         log.info("partition %s-%s", a, b, extra={"event": "sim_partition", "nodes": [a, b]})
         for index in self._links_between(a, b):
             self._partitioned.add(index)
@@ -658,6 +665,7 @@ class SimNetwork:
 
     def crash(self, node: str) -> None:
         """Stop ``node`` dead: its tasks are cancelled and its state is lost."""
+        self._here(node)
         running = self._node(node)
         log.info("crash %s", node, extra={"event": "sim_crash", "node": node})
         running.up = False
@@ -667,6 +675,7 @@ class SimNetwork:
 
     async def restart(self, node: str) -> None:
         """Start a crashed ``node`` again: fresh engine, same configuration (§14)."""
+        self._here(node)
         old = self._nodes.get(node)
         if old is not None:
             if old.up:
@@ -680,6 +689,12 @@ class SimNetwork:
     def is_up(self, node: str) -> bool:
         running = self._nodes.get(node)
         return running is not None and running.up
+
+    def _here(self, *nodes: str) -> None:
+        """Faults act on this process's streams and nodes only (masc.sim.split)."""
+        elsewhere = [n for n in nodes if n in self.topology.nodes and n not in self.local]
+        if elsewhere:
+            raise SimError(f"{', '.join(elsewhere)} runs in another process: no faults there")
 
     def _links_between(self, a: str, b: str) -> list[int]:
         found = [i for i, link in enumerate(self.topology.links) if link.joins(a, b)]

@@ -14,6 +14,10 @@ One run, in virtual time (``trio.testing.MockClock(autojump_threshold=0)``):
 5. the safety checker (:mod:`masc.sim.safety`) runs, and the collector turns what it saw
    into a :class:`~masc.sim.metrics.Report`, written as JSON and, with matplotlib, a PNG
    (:mod:`masc.sim.report`).
+
+With ``processes`` > 1 (:func:`run_split`), each of several processes does the above for its
+share of the nodes (:mod:`masc.sim.split`), and this one merges their figures and checks
+the safety of every node's space.
 """
 
 from __future__ import annotations
@@ -45,7 +49,18 @@ from masc.sim.report import plot as plot_report
 from masc.sim.safety import Space, check_space_safety, space_of
 from masc.sim.scenario import apply
 from masc.sim.scenario_file import SimScenario, load_and_resolve
-from masc.sim.split import Barriers, Bridge, Coordinator, Worker, failed, partition
+from masc.sim.split import (
+    Barriers,
+    Bridge,
+    Coordinator,
+    Done,
+    Failed,
+    Worker,
+    partition,
+    process_error,
+    receive,
+    send,
+)
 
 __all__ = [
     "PlotUnavailable",
@@ -53,7 +68,9 @@ __all__ = [
     "default_out_dir",
     "run_scenario_file",
     "run_simulation",
+    "run_split",
     "simulate",
+    "simulate_part",
 ]
 
 REPORT_JSON: Final = "report.json"
@@ -145,7 +162,7 @@ def run_split(scenario: SimScenario) -> Report:
             ours, theirs = context.Pipe()
             process = context.Process(
                 target=_worker,
-                args=(scenario, parts[index], index, owner, theirs),
+                args=(scenario, parts[index], index, owner, theirs, [*pipes, ours]),
                 name=f"masc-sim-{index}",
                 daemon=True,
             )
@@ -154,27 +171,29 @@ def run_split(scenario: SimScenario) -> Report:
             pipes.append(ours)
             workers.append(process)
         bridge = Bridge(0, owner)
-        barriers = Barriers(
-            Coordinator(bridge, pipes, scenario.sync_interval).sync, scenario.sync_interval
-        )
+        sync = Coordinator(bridge, pipes, scenario.sync_interval).sync
         try:
             results = [
                 trio.run(
                     partial(
-                        simulate_part, scenario, local=parts[0], bridge=bridge, barriers=barriers
+                        simulate_part,
+                        scenario,
+                        local=parts[0],
+                        bridge=bridge,
+                        barriers=Barriers(sync, scenario.sync_interval),
                     ),
                     clock=trio.testing.MockClock(autojump_threshold=0),
                 )
             ]
-        except* SimError as failure:  # another process failed (split.failed)
-            raise failure.exceptions[0] from None
+        except* SimError as failure:  # from Coordinator.sync: another process failed
+            raise _first(failure) from None
         for index, pipe in enumerate(pipes, start=1):
-            results.append(_result(index, pipe.recv()))
+            results.append(_result(index, receive(index, pipe)))
     finally:
         for pipe in pipes:
-            pipe.close()
+            pipe.close()  # a worker still waiting at a barrier reads EOF and ends
         for worker in workers:
-            worker.join(timeout=60)
+            worker.join(timeout=10)
             if worker.is_alive():
                 worker.kill()
                 worker.join()
@@ -200,8 +219,13 @@ def _worker(
     index: int,
     owner: dict[str, int],
     pipe: Connection,
+    inherited: list[Connection],
 ) -> None:
     """Process ``index`` of a split run: its nodes, then its figures sent to process 0."""
+    for other in inherited:
+        # Process 0's ends of the pipes, copied by fork: were they left open here, this
+        # process would never read EOF on its own pipe should process 0 die.
+        other.close()
     try:
         bridge = Bridge(index, owner)
         barriers = Barriers(Worker(bridge, pipe).sync, scenario.sync_interval)
@@ -209,19 +233,24 @@ def _worker(
             partial(simulate_part, scenario, local=local, bridge=bridge, barriers=barriers),
             clock=trio.testing.MockClock(autojump_threshold=0),
         )
-        pipe.send(("done", part, space))
+        send(0, pipe, Done(part, space))
     except BaseException:
-        with contextlib.suppress(OSError):
-            pipe.send(("error", traceback.format_exc()))
+        with contextlib.suppress(SimError):
+            send(0, pipe, Failed(traceback.format_exc()))
         raise
 
 
 def _result(index: int, message: object) -> tuple[Part, Space]:
-    if isinstance(message, tuple) and len(message) == 3 and message[0] == "done":
-        part, space = message[1], message[2]
-        assert isinstance(part, Part) and isinstance(space, Space)
-        return part, space
-    raise failed(index, message)
+    """What worker ``index`` sent at the end of its run, if it is its figures."""
+    if isinstance(message, Done):
+        return message.part, message.space
+    raise process_error(index, message, expected="its figures")
+
+
+def _first(group: BaseExceptionGroup[SimError]) -> SimError:
+    """The first SimError of a group (trio's nurseries wrap what their tasks raise)."""
+    first = group.exceptions[0]
+    return first if isinstance(first, SimError) else _first(first)
 
 
 def check_plotting() -> None:

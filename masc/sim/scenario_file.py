@@ -68,7 +68,7 @@ from masc.sim.demand import DemandSpec
 from masc.sim.faults import FaultsConfig, fault_actions
 from masc.sim.network import DAY, HOUR, SimTimers
 from masc.sim.scenario import Action, quiet_period
-from masc.sim.split import SYNC_INTERVAL
+from masc.sim.split import MAX_PROCESSES, SYNC_INTERVAL
 from masc.sim.topology import (
     DEFAULT_POOL,
     STRAWMAN_POOL,
@@ -394,7 +394,7 @@ class ScenarioFile(_Section):
     duration: PositiveDuration = 30 * DAY
     sample_interval: PositiveDuration = HOUR
     quiet: Annotated[float | Literal["auto"], PlainValidator(_quiet)] = "auto"
-    processes: Annotated[int, Field(ge=1, le=64)] = 1
+    processes: Annotated[int, Field(ge=1, le=MAX_PROCESSES)] = 1
     sync_interval: PositiveDuration = SYNC_INTERVAL
     topology: TopologySection = TopologySection()
     timers: TimersSection = TimersSection()
@@ -462,12 +462,28 @@ def resolve(
     actions = fault_actions(
         scenario.faults, topology, duration=scenario.duration, seed=scenario.seed, source=source
     )
+    if not 1 <= scenario.processes <= MAX_PROCESSES:  # an override, not validated yet
+        raise ConfigError(source, "processes", f"must be 1 to {MAX_PROCESSES}")
     if scenario.processes > 1 and actions:
         raise ConfigError(
             source,
             "processes",
             f"a run split across processes takes no faults ({len(actions)} scheduled); "
             "set processes = 1",
+        )
+    if (
+        scenario.processes > 1
+        and timers.hold_time
+        and 3 * scenario.sync_interval > timers.hold_time
+    ):
+        # Keepalives (§7.2: every third of the hold time) between processes arrive up to a
+        # sync interval late; a session drops at two thirds.  At most a third keeps a
+        # keepalive's margin, also for the OPEN exchange, which crosses three times.
+        raise ConfigError(
+            source,
+            "sync_interval",
+            f"must be at most a third of timers.hold_time ({timers.hold_time} s) when the run "
+            "is split across processes",
         )
     if scenario.quiet == "auto":
         levels = max(topology.levels().values(), default=0) + 1

@@ -22,23 +22,27 @@ whenever every task is blocked.  A :class:`Barriers` task makes each *barrier*, 
 of the scenario's ``sync_interval``, one of those deadlines.  At a barrier, once what was
 due by then has been handled, the processes exchange what their bridges forwarded since the
 last one and their next deadlines, and each hands what it received to its nodes at the
-barrier's time.  So a message between processes sent at
-virtual time ``t`` arrives at the first barrier after ``t``: those sessions have a latency
-of up to ``sync_interval`` (10 s by default), the others none.  For a protocol whose
-claims wait 48 hours (§6 WAITING_PERIOD) that delay changes no outcome in kind; it is a
-link latency, which the protocol must (and the safety checker checks that it does) cope
-with.  A barrier at which nothing crossed and no process has anything due before the next
-one is skipped: the next barrier is the first one after the earliest deadline of all.
+barrier's time.  So a message between processes sent at virtual time ``t`` arrives at the
+first barrier at or after ``t`` (the next one if it was sent at a barrier's time after
+that barrier's exchange): those sessions have a latency of up to ``sync_interval`` (10 s
+by default), the others none.  For a protocol whose claims wait 48 hours (§6
+WAITING_PERIOD) that delay changes no outcome in kind; it is a link latency, which the
+protocol must (and the safety checker checks that it does) cope with.  Barriers at which
+nothing would cross are skipped: when nothing crossed at one, the next is the first at or
+after the earliest deadline of all processes.
 
 The barriers depend on virtual time only, so a split run is as reproducible as a run in one
 process: the same seed and the same number of processes give the same report.  Process 0
-(the caller) coordinates: at a barrier each other process sends it its messages and next
-deadline and waits for its own messages and the next barrier.  At the end each process
-returns its collector's part of the report, the demand its MAASs saw and its nodes' space
-for the safety checker, and process 0 merges them (:func:`masc.sim.metrics.merge`).
+(the caller) coordinates: at a barrier each other process sends it what crossed out of it
+and its next deadline (:class:`AtBarrier`) and waits for what came in for it and the next
+barrier (:class:`Proceed`).  At the end each process sends its collector's figures and its
+nodes' space (:class:`Done`, or :class:`Failed` with a traceback), and process 0 merges
+them (:func:`masc.sim.metrics.build_report`, and the safety checker over every node's
+space: :func:`masc.sim.run.run_split`).  The other processes are forked (``fork``: Linux
+and macOS).
 
-Faults are not supported across processes (a scenario with faults runs in one process):
-partitions, crashes and restarts act on one process's streams and nodes.
+A scenario that asks for processes and has faults is refused: partitions, crashes and
+restarts act on one process's streams and nodes.
 """
 
 from __future__ import annotations
@@ -53,18 +57,90 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from masc.sim.network import SimError, SimNetwork, SimStream, stream_pair
+from masc.sim.metrics import Part
+from masc.sim.network import SimError, SimStream, stream_pair
+from masc.sim.safety import Space
 from masc.sim.topology import Topology
 
 SYNC_INTERVAL: Final = 10.0  # virtual seconds between barriers (scenario: sync_interval)
 
+MAX_PROCESSES: Final = 64  # the most a scenario may ask for
+
 # A connection's name in every process: (the dialling process, a serial number there).
 Conn = tuple[int, int]
-# What crosses at a barrier: ("open", conn, link index, dialling node), ("data", conn,
-# bytes), ("eof", conn) or ("close", conn).
-Message = tuple[object, ...]
-# Messages by destination process.
-Outgoing = list[tuple[int, Message]]
+
+
+# --- what crosses between processes at a barrier ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """``dialler`` dialled the node at the other end of link ``link``."""
+
+    conn: Conn
+    link: int
+    dialler: str
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    conn: Conn
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Eof:
+    """The sender half-closed: the receiver reads EOF once it has read the data before."""
+
+    conn: Conn
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The sender closed (or refused the dial): the receiver's writes fail from now on."""
+
+    conn: Conn
+
+
+Message = Open | Data | Eof | Close
+# Messages with the process they go to, or (in a delivery) the one they come from.
+Addressed = list[tuple[int, Message]]
+
+
+# --- what process 0 and the others say to each other ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AtBarrier:
+    """A worker reached ``barrier``: what crossed out of it since the last one, and when it
+    has something due next (``math.inf``: nothing)."""
+
+    barrier: float
+    out: Addressed
+    due: float
+
+
+@dataclass(frozen=True, slots=True)
+class Proceed:
+    """Process 0's answer at a barrier: what came in for the worker, and the next barrier."""
+
+    incoming: Addressed
+    next_barrier: float
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A worker's run ended: what its collector measured and its nodes' space."""
+
+    part: Part
+    space: Space
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A worker failed: its traceback."""
+
+    traceback: str
 
 
 def partition(topology: Topology, processes: int) -> list[frozenset[str]]:
@@ -101,31 +177,39 @@ class _Far:
 
     end: SimStream  # the end the bridge reads; the node's runner has the other
     part: int  # the process running the peer's node
-    opened: Message | None = None  # the "open" still to send, for a dial of ours
+    opened: Open | None = None  # still to send, for a dial of ours
     eof_sent: bool = False
+
+
+# What a bridge calls when a node elsewhere dials one of ours: (link index, dialling node,
+# the stream for our node) -> False if our node is down (SimNetwork.accept_from_elsewhere).
+Accept = Callable[[int, str, SimStream], bool]
 
 
 @dataclass(slots=True)
 class Bridge:
-    """This process's end of the sessions to other processes (module docstring)."""
+    """This process's end of the sessions to other processes (module docstring).
+
+    A dial always succeeds here, as a TCP connect would; if the peer's node is not running
+    (which only a fault could cause), the dial is closed at the next barrier instead of
+    being refused at once as within one process."""
 
     part: int
     owner: Mapping[str, int]  # node name -> the process that runs it
-    net: SimNetwork | None = None
-    _conns: dict[Conn, _Far] = field(default_factory=dict)
-    _changed: set[Conn] = field(default_factory=set)
-    _serial: int = 0
-    _inbox: list[tuple[int, Message]] = field(default_factory=list)  # (sender, message)
-    _replies: Outgoing = field(default_factory=list)
-    _lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+    accept: Accept | None = None  # set by the SimNetwork that uses the bridge
+    _conns: dict[Conn, _Far] = field(default_factory=dict, init=False)
+    _changed: set[Conn] = field(default_factory=set, init=False)
+    _serial: int = field(default=0, init=False)
+    _inbox: Addressed = field(default_factory=list, init=False)  # (sender, message)
+    _replies: Addressed = field(default_factory=list, init=False)
+    _lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot, init=False)
 
     def dial(self, index: int, node: str, peer: str) -> SimStream:
         """``node`` dials ``peer`` (run elsewhere) over link ``index``: the stream it gets."""
         self._serial += 1
         conn = (self.part, self._serial)
         ours, theirs = stream_pair(self._marker(conn))
-        far = _Far(theirs, self.owner[peer], opened=("open", conn, index, node))
-        self._conns[conn] = far
+        self._conns[conn] = _Far(theirs, self.owner[peer], opened=Open(conn, index, node))
         self._changed.add(conn)
         return ours
 
@@ -137,7 +221,7 @@ class Bridge:
 
         return mark
 
-    def outgoing(self) -> Outgoing:
+    def outgoing(self) -> Addressed:
         """What crossed out of this process since the last barrier, in the order of the
         connections' names (so that it does not depend on set order)."""
         out, self._replies = self._replies, []
@@ -150,17 +234,17 @@ class Bridge:
                 far.opened = None
             data = far.end.take_received()
             if data:
-                out.append((far.part, ("data", conn, data)))
+                out.append((far.part, Data(conn, data)))
             if far.end.peer_closed:
-                out.append((far.part, ("close", conn)))
+                out.append((far.part, Close(conn)))
                 del self._conns[conn]
             elif far.end.received_eof and not far.eof_sent:
-                out.append((far.part, ("eof", conn)))
+                out.append((far.part, Eof(conn)))
                 far.eof_sent = True
         self._changed.clear()
         return out
 
-    def deliver(self, incoming: Sequence[tuple[int, Message]]) -> None:
+    def deliver(self, incoming: Addressed) -> None:
         """Messages from other processes (sender, message), handed to the nodes by
         :meth:`run` at the barrier's time."""
         if incoming:
@@ -177,34 +261,29 @@ class Bridge:
                 self._handle(sender, message)
 
     def _handle(self, sender: int, message: Message) -> None:
-        kind, conn = message[0], message[1]
-        assert isinstance(conn, tuple)
-        if kind == "open":
-            index, node = message[2], message[3]
-            assert isinstance(index, int) and isinstance(node, str)
-            self._accept(sender, conn, index, node)
+        if isinstance(message, Open):
+            self._accept(sender, message)
             return
-        far = self._conns.get(conn)
+        far = self._conns.get(message.conn)
         if far is None:
-            return  # we closed it already; our "close" is on its way
-        if kind == "data":
-            data = message[2]
-            assert isinstance(data, bytes)
+            return  # we closed it already; our Close is on its way
+        if isinstance(message, Data):
             if not far.end.peer_closed:
-                far.end.send_nowait(data)
-        elif kind == "eof":
+                far.end.send_nowait(message.data)
+        elif isinstance(message, Eof):
             far.end.send_eof_nowait()
-        elif kind == "close":
-            del self._conns[conn]
+        else:
+            del self._conns[message.conn]
             far.end.close()
 
-    def _accept(self, sender: int, conn: Conn, index: int, dialler: str) -> None:
-        assert self.net is not None
-        ours, theirs = stream_pair(self._marker(conn))
-        if not self.net.accept_from_elsewhere(index, dialler, ours):
-            self._replies.append((sender, ("close", conn)))
+    def _accept(self, sender: int, dial: Open) -> None:
+        if self.accept is None:
+            raise SimError("the bridge is not attached to a network")
+        ours, theirs = stream_pair(self._marker(dial.conn))
+        if not self.accept(dial.link, dial.dialler, ours):
+            self._replies.append((sender, Close(dial.conn)))
             return
-        self._conns[conn] = _Far(theirs, sender)
+        self._conns[dial.conn] = _Far(theirs, sender)
 
 
 class Barriers:
@@ -217,7 +296,6 @@ class Barriers:
     def __init__(self, sync: Callable[[float, float], float], every: float) -> None:
         self._sync = sync
         self.every = every
-        self.passed = 0  # barriers synced at
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -228,19 +306,20 @@ class Barriers:
             now = trio.current_time()
             due = now + trio.lowlevel.current_statistics().seconds_to_next_deadline
             barrier = self._sync(barrier, due)
-            self.passed += 1
         await trio.sleep_forever()
 
 
 def next_barrier(barrier: float, deadlines: Sequence[float], crossed: bool, every: float) -> float:
-    """The barrier after ``barrier``: the next multiple of ``every`` if anything crossed or
-    is due at once, else the first one after the earliest of ``deadlines``."""
+    """The barrier after ``barrier``: the next multiple of ``every`` if anything crossed,
+    else the first one at or after the earliest of ``deadlines``.  The barriers skipped
+    would have passed with nothing to exchange, so skipping them changes no arrival: what
+    is sent crosses at the first barrier whose exchange comes after it was sent."""
     soonest = min(deadlines, default=math.inf)
-    if crossed or soonest <= barrier:
+    if crossed or soonest <= barrier + every:
         return barrier + every
     if soonest == math.inf:
         return math.inf
-    return (math.floor(soonest / every) + 1) * every
+    return math.ceil(soonest / every) * every
 
 
 @dataclass(slots=True)
@@ -252,26 +331,25 @@ class Coordinator:
     every: float
 
     def sync(self, barrier: float, deadline: float) -> float:
-        parts = len(self.workers) + 1
-        routed: list[list[tuple[int, Message]]] = [[] for _ in range(parts)]
+        routed: list[Addressed] = [[] for _ in range(len(self.workers) + 1)]
         deadlines = [deadline]
+        sent: list[tuple[int, Addressed]] = [(0, self.bridge.outgoing())]
+        for index, worker in enumerate(self.workers, start=1):
+            got = receive(index, worker)
+            if not isinstance(got, AtBarrier) or got.barrier != barrier:
+                raise process_error(index, got, expected=f"barrier {barrier}")
+            sent.append((index, got.out))
+            deadlines.append(got.due)
         crossed = False
-        sent: list[tuple[int, Outgoing]] = [(0, self.bridge.outgoing())]
-        for i, worker in enumerate(self.workers, start=1):
-            got = worker.recv()
-            if not (isinstance(got, tuple) and len(got) == 3 and got[0] == "barrier"):
-                raise failed(i, got)
-            sent.append((i, got[1]))
-            deadlines.append(got[2])
         for sender, out in sent:
             for dest, message in out:
                 routed[dest].append((sender, message))
                 crossed = True
-        nxt = next_barrier(barrier, deadlines, crossed, self.every)
-        for i, worker in enumerate(self.workers, start=1):
-            worker.send((routed[i], nxt))
+        after = next_barrier(barrier, deadlines, crossed, self.every)
+        for index, worker in enumerate(self.workers, start=1):
+            send(index, worker, Proceed(routed[index], after))
         self.bridge.deliver(routed[0])
-        return nxt
+        return after
 
 
 @dataclass(slots=True)
@@ -282,17 +360,37 @@ class Worker:
     pipe: Connection
 
     def sync(self, barrier: float, deadline: float) -> float:
-        self.pipe.send(("barrier", self.bridge.outgoing(), deadline))
-        incoming, nxt = self.pipe.recv()
-        self.bridge.deliver(incoming)
-        return float(nxt)
+        send(0, self.pipe, AtBarrier(barrier, self.bridge.outgoing(), deadline))
+        got = receive(0, self.pipe)
+        if not isinstance(got, Proceed):
+            raise process_error(0, got, expected="the next barrier")
+        self.bridge.deliver(got.incoming)
+        return got.next_barrier
 
 
-def failed(index: int, message: object) -> SimError:
-    """The error for process ``index`` sending ``message`` where another was expected: the
-    traceback it sent when it failed, or what it sent instead (then the processes disagree
-    on the barriers, which would be a bug here)."""
-    if isinstance(message, tuple) and message and message[0] == "error":
-        return SimError(f"simulation process {index} failed:\n{message[1]}")
-    kind = message[0] if isinstance(message, tuple) and message else type(message).__name__
-    return SimError(f"simulation process {index} sent {kind!r} out of turn")
+def send(index: int, pipe: Connection, message: object) -> None:
+    """Send ``message`` to process ``index``; a SimError if it is gone."""
+    try:
+        pipe.send(message)
+    except OSError as error:
+        raise SimError(f"simulation process {index} is gone ({error})") from None
+
+
+def receive(index: int, pipe: Connection) -> object:
+    """The next message from process ``index``; a SimError if it ended without one."""
+    try:
+        return pipe.recv()
+    except (EOFError, OSError):
+        raise SimError(f"simulation process {index} ended without a word") from None
+
+
+def process_error(index: int, message: object, *, expected: str) -> SimError:
+    """The error for process ``index`` sending ``message`` instead of ``expected``: the
+    traceback it sent when it failed, or what it sent (the processes then disagree on the
+    barriers, which would be a bug here)."""
+    if isinstance(message, Failed):
+        return SimError(f"simulation process {index} failed:\n{message.traceback}")
+    got = type(message).__name__
+    if isinstance(message, AtBarrier):
+        got += f" at barrier {message.barrier}"
+    return SimError(f"simulation process {index} sent {got} where {expected} was due")

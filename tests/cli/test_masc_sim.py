@@ -111,13 +111,15 @@ def test_bad_overrides_exit_2(
 def test_processes_splits_the_run_and_its_report_is_whole(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["sim", str(scenario(tmp_path)), "--json", "--no-plot", "--out", str(tmp_path / "o")]
-    assert main([*argv, "--processes", "2"]) == 0
+    text = SHORT + '[topology]\nkind = "strawman"\ntlds = 4\nchildren = 3\n'
+    argv = ["sim", str(scenario(tmp_path, text)), "--json", "--no-plot"]
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--processes", "2"]) == 0
     split = json.loads(capsys.readouterr().out)
-    assert main(argv) == 0
+    assert main([*argv, "--out", str(tmp_path / "o1")]) == 0
     whole = json.loads(capsys.readouterr().out)
     assert (split["scenario"]["processes"], whole["scenario"]["processes"]) == (2, 1)
-    assert split["domains"].keys() == whole["domains"].keys()
+    assert (split["totals"]["processes"], whole["totals"]["processes"]) == (2, 1)
+    assert split["domains"].keys() == whole["domains"].keys() and len(split["domains"]) == 16
     assert split["ok"] is True and split["safety"] == []
 
 
@@ -128,6 +130,21 @@ def test_processes_with_faults_exits_2_naming_the_key(
     path = scenario(tmp_path, SHORT + faults)
     assert main(["sim", str(path), "--no-plot", "--processes", "2"]) == 2
     assert f"{path}: processes: " in capsys.readouterr().err
+
+
+def test_a_failing_simulation_process_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import masc.sim.run
+
+    def broken(scenario: object) -> object:
+        raise masc.sim.run.SimError("simulation process 1 ended without a word")
+
+    monkeypatch.setattr(masc.sim.run, "run_split", broken)
+    text = SHORT + '[topology]\nkind = "strawman"\ntlds = 4\nchildren = 3\n'
+    argv = ["sim", str(scenario(tmp_path, text)), "--no-plot", "--processes", "2"]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 3
+    assert capsys.readouterr().err == "masc sim: simulation process 1 ended without a word\n"
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ import math
 from array import array
 from ipaddress import IPv4Network
 
+import pytest
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,7 +18,17 @@ from masc.protocol.events import SpaceKind
 from masc.protocol.space import collapse, covers
 from masc.protocol.wire.messages import Prefix
 from masc.sim.demand import DemandDriver, DemandSpec
-from masc.sim.metrics import SERIES, Collector, Report, aggregated, delegated, latency_figures
+from masc.sim.metrics import (
+    SERIES,
+    Collector,
+    Part,
+    Report,
+    Sample,
+    aggregated,
+    build_report,
+    delegated,
+    latency_figures,
+)
 from masc.sim.network import DAY, HOUR, SimNetwork, SimTimers
 from masc.sim.safety import Violation
 from masc.sim.topology import figure1
@@ -241,3 +252,51 @@ def test_report_is_not_ok_with_violations_or_waiting_demand() -> None:
     )
     assert Report.from_dict(base.to_dict()) == base
     assert str(Violation("overlap", "T1 and T2")) == "overlap: T1 and T2"
+
+
+def _sample(hours: float, held: int, local: int, in_use: int, messages: int) -> Sample:
+    return Sample(
+        time_hours=hours,
+        held=held,
+        local=local,
+        in_use=in_use,
+        waiting=1,
+        utilization=in_use / held,
+        leaf_utilization=in_use / local,
+        grib_before=2,
+        grib_after=1,
+        prefixes=2,
+        collisions=1,
+        clashes=0,
+        withdraws=0,
+        messages=messages,
+        octets=10 * messages,
+        nodes_up=3,
+    )
+
+
+def _part(samples: list[Sample], domain: str) -> Part:
+    row = {"prefixes": 2, "messages_out": samples[-1].messages, "octets_out": 0}
+    return Part(samples, {domain: row}, {}, (1, 0, 0, 0, 2), 3, 0)
+
+
+def test_the_parts_of_a_split_run_add_up_sample_by_sample() -> None:
+    a = _part([_sample(0, 100, 50, 10, 5), _sample(1, 200, 100, 40, 9)], "B")
+    b = _part([_sample(0, 300, 150, 30, 7), _sample(1, 200, 100, 60, 11)], "A")
+    report = build_report([a, b], scenario={}, wall_seconds=1.0, violations=[])
+    assert report.series["held"] == [400, 400]
+    assert report.series["in_use"] == [40, 100]
+    assert report.series["utilization"] == [0.1, 0.25]  # recomputed, not added
+    assert report.series["leaf_utilization"] == [0.2, 0.5]
+    assert report.series["messages"] == [12, 20]
+    assert report.series["time_hours"] == [0, 1]
+    assert list(report.domains) == ["A", "B"]  # sorted, as in one process
+    assert report.totals["collisions"] == 2 and report.totals["claims_sent"] == 4
+    assert report.totals["nodes"] == 6 and report.totals["processes"] == 2
+
+
+def test_parts_with_different_samples_are_refused() -> None:
+    a = _part([_sample(0, 100, 50, 10, 5)], "A")
+    b = _part([_sample(0, 100, 50, 10, 5), _sample(1, 100, 50, 10, 5)], "B")
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        build_report([a, b], scenario={}, wall_seconds=1.0, violations=[])

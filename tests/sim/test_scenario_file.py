@@ -252,6 +252,9 @@ def test_processes_and_sync_interval_default_to_one_process_and_10_seconds(
     s = load_and_resolve(path)
     assert (s.processes, s.sync_interval) == (1, 10.0)
     assert load_and_resolve(path, processes=3).processes == 3
+    with pytest.raises(ConfigError) as caught:
+        load_and_resolve(path, processes=0)  # an override is checked too
+    assert caught.value.key == "processes"
 
 
 def test_the_faults_scenario_schedules_faults() -> None:

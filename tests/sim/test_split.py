@@ -4,6 +4,11 @@ cross between processes, the barriers, and whole runs against the same run in on
 from __future__ import annotations
 
 import math
+import multiprocessing
+import multiprocessing.process
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,12 +17,24 @@ import pytest
 import trio
 import trio.testing
 
+import masc.sim.run as run_module
+import masc.sim.split as split_module
 from masc.config import ConfigError
+from masc.protocol.session import State
 from masc.sim.metrics import Report
-from masc.sim.network import SimError, SimNetwork, SimStream, stream_pair
+from masc.sim.network import SHORT_TIMERS, SimError, SimNetwork, SimStream, stream_pair
 from masc.sim.run import run_simulation
 from masc.sim.scenario_file import SimScenario, load_and_resolve
-from masc.sim.split import Bridge, Message, next_barrier, partition
+from masc.sim.split import (
+    Addressed,
+    Bridge,
+    Close,
+    Data,
+    Eof,
+    Open,
+    next_barrier,
+    partition,
+)
 from masc.sim.topology import figure1, random_topology, strawman
 from tests.sim.test_run import RANDOM100, check
 
@@ -48,9 +65,11 @@ def test_a_domain_with_parents_in_two_subtrees_joins_them() -> None:
 
 
 def test_never_more_processes_than_subtrees_and_never_an_empty_one() -> None:
-    topo = figure1()  # one tree under one parent... and its siblings' trees
+    topo = figure1()  # a customer with two parents joins the two trees: one group
+    assert partition(topo, 64) == [frozenset(topo.nodes)]
+    topo = strawman(tlds=3, children=2, seed=1)  # three groups
     parts = partition(topo, 64)
-    assert all(parts) and len(parts) <= 64
+    assert len(parts) == 3 and all(parts)
     assert set().union(*parts) == set(topo.nodes)
     assert partition(topo, 1) == [frozenset(topo.nodes)]
     with pytest.raises(ValueError):
@@ -62,9 +81,12 @@ def test_never_more_processes_than_subtrees_and_never_an_empty_one() -> None:
 
 def test_the_next_barrier_skips_the_quiet_stretches_only() -> None:
     assert next_barrier(100.0, [250.0, 101.0], crossed=True, every=10.0) == 110.0
-    assert next_barrier(100.0, [250.0, 100.0], crossed=False, every=10.0) == 110.0  # due now
+    assert next_barrier(100.0, [250.0, 105.0], crossed=False, every=10.0) == 110.0
     assert next_barrier(100.0, [250.0, 137.5], crossed=False, every=10.0) == 140.0
-    assert next_barrier(100.0, [250.0, 140.0], crossed=False, every=10.0) == 150.0
+    # Due exactly at a barrier: that barrier, as if none had been skipped (what the task due
+    # then sends crosses at once, not 10 s later).
+    assert next_barrier(100.0, [250.0, 140.0], crossed=False, every=10.0) == 140.0
+    assert next_barrier(100.0, [250.0, 250.0], crossed=True, every=10.0) == 110.0
     assert next_barrier(100.0, [math.inf, math.inf], crossed=False, every=10.0) == math.inf
 
 
@@ -85,12 +107,10 @@ class _Net:
 
 
 def _bridge(part: int, net: _Net) -> Bridge:
-    bridge = Bridge(part, {"A": 0, "B": 1})
-    bridge.net = net  # type: ignore[assignment]  # the one method it calls
-    return bridge
+    return Bridge(part, {"A": 0, "B": 1}, accept=net.accept_from_elsewhere)
 
 
-async def _handed(bridge: Bridge, messages: list[tuple[int, Message]]) -> None:
+async def _handed(bridge: Bridge, messages: Addressed) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(bridge.run)
         bridge.deliver(messages)
@@ -105,7 +125,7 @@ async def test_a_dial_crosses_with_its_bytes_its_eof_and_its_close() -> None:
     dialled.send_nowait(b"OPEN")
     out = a.outgoing()
     conn = (0, 1)
-    assert out == [(1, ("open", conn, 7, "A")), (1, ("data", conn, b"OPEN"))]
+    assert out == [(1, Open(conn, 7, "A")), (1, Data(conn, b"OPEN"))]
     assert a.outgoing() == []  # nothing new since
     await _handed(b, [(0, m) for _, m in out])
     [(index, dialler, accepted)] = b_net.accepted
@@ -113,31 +133,31 @@ async def test_a_dial_crosses_with_its_bytes_its_eof_and_its_close() -> None:
     assert await accepted.receive_some() == b"OPEN"
     await accepted.send_all(b"OPEN too")
     back = b.outgoing()
-    assert back == [(0, ("data", conn, b"OPEN too"))]
+    assert back == [(0, Data(conn, b"OPEN too"))]
     await _handed(a, [(1, m) for _, m in back])
     assert await dialled.receive_some() == b"OPEN too"
     await dialled.send_eof()
-    assert a.outgoing() == [(1, ("eof", conn))]
-    await _handed(b, [(0, ("eof", conn))])
+    assert a.outgoing() == [(1, Eof(conn))]
+    await _handed(b, [(0, Eof(conn))])
     assert await accepted.receive_some() == b""  # the EOF
     await accepted.send_all(b"still open this way")  # a half-close
     await _handed(a, [(1, m) for _, m in b.outgoing()])
     assert await dialled.receive_some() == b"still open this way"
     dialled.close()
-    assert a.outgoing() == [(1, ("close", conn))]
-    await _handed(b, [(0, ("close", conn))])
+    assert a.outgoing() == [(1, Close(conn))]
+    await _handed(b, [(0, Close(conn))])
     with pytest.raises(trio.BrokenResourceError):
         await accepted.send_all(b"late")  # as after a reset
     assert b.outgoing() == []  # the connection is gone on both sides
-    await _handed(b, [(0, ("data", conn, b"stale"))])  # after the close: dropped
+    await _handed(b, [(0, Data(conn, b"stale"))])  # after the close: dropped
 
 
 async def test_a_dial_to_a_node_that_is_not_running_is_closed() -> None:
     a, b = _bridge(0, _Net(up=True)), _bridge(1, _Net(up=False))
     dialled = a.dial(3, "A", "B")
     await _handed(b, [(0, m) for _, m in a.outgoing()])
-    assert b.outgoing() == [(0, ("close", (0, 1)))]
-    await _handed(a, [(1, ("close", (0, 1)))])
+    assert b.outgoing() == [(0, Close((0, 1)))]
+    await _handed(a, [(1, Close((0, 1)))])
     assert await dialled.receive_some() == b""
     with pytest.raises(trio.BrokenResourceError):
         await dialled.send_all(b"OPEN")
@@ -149,8 +169,10 @@ def test_a_stream_read_by_a_callback_says_when_its_peer_wrote() -> None:
     ours.send_nowait(b"x")
     assert changes == ["changed"] and theirs.take_received() == b"x"
     assert theirs.take_received() == b"" and not theirs.received_eof
-    ours.close()
-    assert theirs.received_eof and theirs.peer_closed and len(changes) >= 2
+    trio.run(ours.send_eof)
+    assert len(changes) == 2 and theirs.received_eof and not theirs.peer_closed
+    ours.close()  # after the half-close: still told, now that ours is gone
+    assert len(changes) == 3 and theirs.peer_closed
 
 
 def test_a_network_of_some_nodes_needs_a_bridge() -> None:
@@ -251,22 +273,150 @@ def test_a_split_run_takes_no_faults(tmp_path: Path) -> None:
     assert caught.value.key == "processes"
 
 
+def _short(tmp_path: Path, processes: int = 2) -> SimScenario:
+    s = _scenario(tmp_path, RANDOM100.replace('duration = "2d"', 'duration = "2h"'))
+    return replace(s, processes=processes)
+
+
+def _in_worker(
+    monkeypatch: pytest.MonkeyPatch, s: SimScenario, act: Callable[[], None]
+) -> list[multiprocessing.process.BaseProcess]:
+    """Make the last process call ``act`` before it runs; returns a list that will hold the
+    workers killed because they did not end by themselves."""
+    last = partition(s.topology, s.processes)[-1]
+    real = run_module.simulate_part
+
+    async def replaced(scenario: SimScenario, **kwargs: Any) -> Any:
+        if kwargs.get("local") == last:
+            act()
+        return await real(scenario, **kwargs)
+
+    monkeypatch.setattr(run_module, "simulate_part", replaced)
+    return _kills(monkeypatch)
+
+
+def _kills(monkeypatch: pytest.MonkeyPatch) -> list[multiprocessing.process.BaseProcess]:
+    killed: list[multiprocessing.process.BaseProcess] = []
+    real_kill = multiprocessing.process.BaseProcess.kill
+
+    def kill(process: multiprocessing.process.BaseProcess) -> None:
+        killed.append(process)
+        real_kill(process)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "kill", kill)
+    return killed
+
+
 def test_a_failing_process_fails_the_run_with_its_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = _scenario(tmp_path, RANDOM100.replace('duration = "2d"', 'duration = "2h"'))
-    s = replace(s, processes=2)
-    first = partition(s.topology, 2)[0]
+    s = _short(tmp_path, processes=3)
 
-    import masc.sim.run as run_module
+    def fail() -> None:
+        raise RuntimeError("the worker broke")
 
-    real = run_module.simulate_part
-
-    async def failing(scenario: SimScenario, **kwargs: Any) -> Any:
-        if kwargs.get("local") != first:
-            raise RuntimeError("the worker broke")
-        return await real(scenario, **kwargs)
-
-    monkeypatch.setattr(run_module, "simulate_part", failing)
-    with pytest.raises(SimError, match="the worker broke"):
+    killed = _in_worker(monkeypatch, s, fail)
+    with pytest.raises(SimError, match=r"(?s)simulation process 2 failed:.*the worker broke"):
         run_simulation(s, None)
+    assert killed == []  # worker 1, left waiting at a barrier, ended by itself
+
+
+def test_a_process_that_dies_without_a_word_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = _short(tmp_path)
+    killed = _in_worker(monkeypatch, s, lambda: os._exit(3))
+    with pytest.raises(SimError, match="simulation process 1 ended without a word"):
+        run_simulation(s, None)
+    assert killed == []
+
+
+def test_when_process_0_fails_the_others_end_by_themselves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker closes the copies of process 0's pipe ends it inherits, so it reads EOF
+    at its barrier when process 0 is gone instead of waiting to be killed."""
+    s = _short(tmp_path, processes=3)
+    real_sync = split_module.Coordinator.sync
+
+    def sync(self: split_module.Coordinator, barrier: float, deadline: float) -> float:
+        if barrier > 1800:
+            raise RuntimeError("process 0 broke")
+        return real_sync(self, barrier, deadline)
+
+    monkeypatch.setattr(split_module.Coordinator, "sync", sync)
+    killed = _kills(monkeypatch)
+    with pytest.raises(BaseExceptionGroup) as caught:
+        run_simulation(s, None)
+    assert caught.group_contains(RuntimeError, match="process 0 broke")
+    assert killed == []
+
+
+def test_sessions_across_the_cut_come_up_and_stay_up() -> None:
+    """Two halves of a network, each in its own thread with its own trio run and bridge,
+    kept in step by the barriers over a pipe as two processes would be: every session,
+    the TLD sibling sessions across the cut included, is Established after a virtual hour
+    and stays so (keepalives crossing too, 10 s late at most against a 90 s hold time)."""
+    topo = strawman(tlds=4, children=2, seed=1)
+    parts = partition(topo, 2)
+    owner = {node: i for i, nodes in enumerate(parts) for node in nodes}
+    ours, theirs = multiprocessing.Pipe()
+    states: dict[int, list[tuple[str, str, State]]] = {}
+
+    def half(index: int) -> None:
+        bridge = Bridge(index, owner)
+        net = SimNetwork(topo, timers=SHORT_TIMERS, local=parts[index], bridge=bridge)
+        sync = (
+            split_module.Coordinator(bridge, [ours], 10.0).sync
+            if index == 0
+            else split_module.Worker(bridge, theirs).sync
+        )
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(split_module.Barriers(sync, 10.0).run)
+                await nursery.start(net.run)
+                await net.advance(3600)  # as simulate_part ends: sleep, then settle
+                states[index] = list(net.sessions())
+                nursery.cancel_scope.cancel()
+
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+    threads = [threading.Thread(target=half, args=(i,), daemon=True) for i in (0, 1)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        ours.close()  # a half still waiting at a barrier (the other failed) reads EOF
+        theirs.close()
+    assert set(states) == {0, 1}
+    ends = [(node, peer) for i in (0, 1) for node, peer, _ in states[i]]
+    across = [(n, p) for n, p in ends if owner[n] != owner[p]]
+    assert across and all(topo.domain_of(n).is_tld for n, _ in across)
+    assert {state for i in (0, 1) for _, _, state in states[i]} == {State.ESTABLISHED}
+    assert len(ends) == 2 * len(topo.links)
+
+
+def test_faults_cannot_reach_into_another_process() -> None:
+    topo = strawman(tlds=2, children=1, seed=1)
+    parts = partition(topo, 2)
+    here, there = sorted(parts[0]), sorted(parts[1])
+    net = SimNetwork(topo, local=parts[0], bridge=Bridge(0, {}))
+    tld_here = next(n for n in here if topo.domain_of(n).is_tld)
+    tld_there = next(n for n in there if topo.domain_of(n).is_tld)
+    with pytest.raises(SimError, match="another process"):
+        net.partition(tld_here, tld_there)
+    with pytest.raises(SimError, match="another process"):
+        net.crash(tld_there)
+    with pytest.raises(SimError, match="another process"):
+        trio.run(net.restart, tld_there)
+
+
+def test_a_split_run_needs_keepalives_to_cross_in_time(tmp_path: Path) -> None:
+    text = RANDOM100.replace("seed = 7", 'seed = 7\nprocesses = 2\nsync_interval = "31s"')
+    with pytest.raises(ConfigError) as caught:
+        _scenario(tmp_path, text.replace("hold_time = 0", "hold_time = 90"))
+    assert caught.value.key == "sync_interval"
+    assert _scenario(tmp_path, text).sync_interval == 31.0  # no keepalives: any interval
