@@ -220,7 +220,7 @@ def test_a_split_run_is_safe_serves_every_demand_and_reports_every_domain(
     for label in ("2", "3"):
         s, report = runs[label]
         check(report, s)
-        assert report.scenario["processes"] == s.processes
+        assert report.scenario["processes"] == report.totals["processes"] == s.processes
         assert report.totals["nodes"] == len(s.topology.nodes)
 
 
