@@ -30,12 +30,12 @@ import os
 import random
 import time
 import traceback
-from collections.abc import Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import trio
 import trio.testing
@@ -46,7 +46,7 @@ from masc.sim.metrics import Collector, Part, Report, build_report
 from masc.sim.network import SimError, SimNetwork, seed_scheduler
 from masc.sim.report import INSTALL_HINT, PlotUnavailable, write_json
 from masc.sim.report import plot as plot_report
-from masc.sim.safety import Space, check_space_safety, space_of
+from masc.sim.safety import Space, Violation, check_space_safety, space_of
 from masc.sim.scenario import apply
 from masc.sim.scenario_file import SimScenario, load_and_resolve
 from masc.sim.split import (
@@ -61,6 +61,7 @@ from masc.sim.split import (
     receive,
     send,
 )
+from masc.sim.topology import Topology
 
 __all__ = [
     "PlotUnavailable",
@@ -72,6 +73,8 @@ __all__ = [
     "simulate",
     "simulate_part",
 ]
+
+T = TypeVar("T")
 
 REPORT_JSON: Final = "report.json"
 REPORT_PNG: Final = "report.png"
@@ -87,9 +90,7 @@ async def simulate(scenario: SimScenario) -> Report:
         [part],
         scenario=scenario.echo,
         wall_seconds=time.perf_counter() - started,
-        violations=check_space_safety(
-            scenario.topology, space.managed, space.local, parent_space=space.parents
-        ),
+        violations=_violations(scenario.topology, [space]),
     )
 
 
@@ -148,11 +149,12 @@ async def simulate_part(
 
 def run_split(scenario: SimScenario) -> Report:
     """Run ``scenario`` in ``scenario.processes`` processes (:mod:`masc.sim.split`): this one
-    and forked others, each with its share of the nodes, and merge what they measured."""
+    and forked others, each with its share of the nodes, and merge what they measured.
+    One process (or a topology of one group of subtrees): :func:`simulate`, here."""
     started = time.perf_counter()
     parts = partition(scenario.topology, scenario.processes)
     if len(parts) == 1:
-        return trio.run(simulate, scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+        return _in_virtual_time(partial(simulate, scenario))
     owner = {node: i for i, nodes in enumerate(parts) for node in nodes}
     context = multiprocessing.get_context("fork")
     pipes: list[Connection] = []
@@ -174,15 +176,14 @@ def run_split(scenario: SimScenario) -> Report:
         sync = Coordinator(bridge, pipes, scenario.sync_interval).sync
         try:
             results = [
-                trio.run(
+                _in_virtual_time(
                     partial(
                         simulate_part,
                         scenario,
                         local=parts[0],
                         bridge=bridge,
                         barriers=Barriers(sync, scenario.sync_interval),
-                    ),
-                    clock=trio.testing.MockClock(autojump_threshold=0),
+                    )
                 )
             ]
         except* SimError as failure:  # from Coordinator.sync: another process failed
@@ -197,20 +198,29 @@ def run_split(scenario: SimScenario) -> Report:
             if worker.is_alive():
                 worker.kill()
                 worker.join()
-    managed: dict[str, list[Prefix]] = {}
-    local: dict[str, list[Prefix]] = {}
-    parents: dict[str, list[Prefix]] = {}
-    for _, space in results:
-        managed |= space.managed
-        local |= space.local
-        parents |= space.parents
-    violations = check_space_safety(scenario.topology, managed, local, parent_space=parents)
     return build_report(
         [part for part, _ in results],
         scenario=scenario.echo,
         wall_seconds=time.perf_counter() - started,
-        violations=violations,
+        violations=_violations(scenario.topology, [space for _, space in results]),
     )
+
+
+def _in_virtual_time(run: Callable[[], Awaitable[T]]) -> T:
+    """``trio.run`` under a fresh MockClock that jumps whenever every task waits."""
+    return trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def _violations(topology: Topology, spaces: Iterable[Space]) -> list[Violation]:
+    """The safety checker over the nodes of every process (each node is in one)."""
+    managed: dict[str, list[Prefix]] = {}
+    local: dict[str, list[Prefix]] = {}
+    parents: dict[str, list[Prefix]] = {}
+    for space in spaces:
+        managed |= space.managed
+        local |= space.local
+        parents |= space.parents
+    return check_space_safety(topology, managed, local, parent_space=parents)
 
 
 def _worker(
@@ -229,9 +239,8 @@ def _worker(
     try:
         bridge = Bridge(index, owner)
         barriers = Barriers(Worker(bridge, pipe).sync, scenario.sync_interval)
-        part, space = trio.run(
-            partial(simulate_part, scenario, local=local, bridge=bridge, barriers=barriers),
-            clock=trio.testing.MockClock(autojump_threshold=0),
+        part, space = _in_virtual_time(
+            partial(simulate_part, scenario, local=local, bridge=bridge, barriers=barriers)
         )
         send(0, pipe, Done(part, space))
     except BaseException:
@@ -292,12 +301,7 @@ def run_simulation(
     if plot_png and out_dir is not None:
         check_plotting()
     with _fewer_collections():
-        if scenario.processes > 1:
-            report = run_split(scenario)
-        else:
-            report = trio.run(
-                simulate, scenario, clock=trio.testing.MockClock(autojump_threshold=0)
-            )
+        report = run_split(scenario)  # in this process alone when processes = 1
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
