@@ -17,7 +17,9 @@ re-arms its timer from the session's next deadline.  Any other event, or one tha
 loop is busy, is queued, and from then on everything is queued until the loop has caught
 up.  And the writer sends every frame queued so far in one ``send_all``; a stream that
 can take bytes without waiting (the simulator's, ``send_nowait``) is written at once
-when nothing is queued for it.
+when nothing is queued for it.  A stream that can hand bytes over as they are written
+(the simulator's again, ``set_in_place_reader``) gives them to the idle loop the same way
+without waking the reader task at all.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final, Protocol
 
@@ -237,6 +240,12 @@ class _Connection:
     ) -> None:
         """Move bytes until the connection ends; ``runner``, if given, may take what is
         read in place (module docstring), the rest goes to ``inbox``."""
+        # A stream that can hand over bytes as they are written (the simulator's) gives
+        # them to the runner in place without waking the reader task: once per message
+        # per child when a parent relays, that wake-up cost more than the handling.
+        reader = getattr(self.stream, "set_in_place_reader", None)
+        if reader is not None and runner is not None:
+            reader(partial(self._take_in_place, runner))
         with self.scope:
             try:
                 async with trio.open_nursery() as nursery:
@@ -244,11 +253,19 @@ class _Connection:
                     if not await self._write():
                         nursery.cancel_scope.cancel()
             finally:
+                if reader is not None:
+                    reader(None)
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(self.stream)
                 with contextlib.suppress(trio.BrokenResourceError):
                     inbox.send_nowait(_Lost(self))
                 self.done.set()
+
+    def _take_in_place(self, runner: PeerRunner, data: bytes) -> bool:
+        """Bytes the stream hands over as they arrive, with nothing unread before them
+        and the reader task parked: taken as :meth:`_read` takes what it reads when the
+        runner is idle; False (the reader gets them) otherwise."""
+        return not self.closing and runner._data_in_place(self, data)
 
     async def _read(
         self,
@@ -554,6 +571,10 @@ class PeerRunner:
                 conn.credit.release()
             if self._connections.get(conn.id) is conn:
                 self._execute(session.data_received(conn.id, event.data, now=now))
+        elif isinstance(event, _SendUpdate):
+            conn_now = session.established
+            if conn_now is not None and conn_now.id == event.generation:
+                self._execute(session.send_update(event.update, now=now))
         elif isinstance(event, _Lost):
             # Only a connection the session still has is news to it; one we closed is not.
             if self._connections.get(event.connection.id) is event.connection:
@@ -573,10 +594,6 @@ class PeerRunner:
             else:
                 self._dial_scope = None
                 self._adopt(event.stream, outbound=True, initial=b"")
-        elif isinstance(event, _SendUpdate):
-            conn_now = session.established
-            if conn_now is not None and conn_now.id == event.generation:
-                self._execute(session.send_update(event.update, now=now))
         elif isinstance(event, _Reject):
             self._execute(session.reject_update(event.error, connection=event.generation, now=now))
         elif isinstance(event, _DialFailed):
@@ -729,7 +746,18 @@ class PeerRunner:
         return {"peer": str(self.address), "domain": self.label, **kw}
 
     def _report(self, effect: Effect) -> None:
-        if isinstance(effect, StateChanged):
+        if isinstance(effect, UpdateReceived):
+            # First: nearly every effect is one.  Its debug record is built only when it
+            # would be written (a relay's children each log every sibling's claim).
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "UPDATE with %d attribute(s)",
+                    len(effect.update.attributes),
+                    extra=self._extra(event="update_received"),
+                )
+            if self.listener is not None:
+                self.listener.update_received(self, effect.update)
+        elif isinstance(effect, StateChanged):
             log.info(
                 "%s -> %s%s",
                 effect.old.value,
@@ -792,14 +820,6 @@ class PeerRunner:
                     erratic=getattr(effect, "erratic", False),
                 ),
             )
-        elif isinstance(effect, UpdateReceived):
-            log.debug(
-                "UPDATE with %d attribute(s)",
-                len(effect.update.attributes),
-                extra=self._extra(event="update_received"),
-            )
-            if self.listener is not None:
-                self.listener.update_received(self, effect.update)
 
     @property
     def state(self) -> State:

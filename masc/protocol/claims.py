@@ -10,6 +10,7 @@ how a free prefix is found and how the full state is replayed to a peer (§11.8)
 
 from __future__ import annotations
 
+import math
 import weakref
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator
@@ -189,6 +190,16 @@ class CacheEntry:
         return self.expires > now
 
 
+def _insort(order: list[CacheEntry], entry: CacheEntry) -> None:
+    """Put ``entry`` in an expiry order after those expiring no later (as ``insort``):
+    most arrivals are the newest claims and expire last, so they go at the end without a
+    search."""
+    if not order or order[-1].expires <= entry.expires:
+        order.append(entry)
+    else:
+        insort(order, entry, key=_EXPIRES)
+
+
 class ClaimCache:
     """Cached attributes by §11.1 identity, kept until expiry plus the §12.3 grace.
 
@@ -217,6 +228,15 @@ class ClaimCache:
         # a large simulation's memory.
         self._expiry: list[CacheEntry] = []
         self._watched: list[CacheEntry] = []
+        self._watched_version = 0  # bumped whenever _watched changes
+        # (version, grace, valid from, valid until, answer) of the last next_watched.
+        self._next_watched_memo: tuple[int, float, float, float, float | None] = (
+            -1,
+            0.0,
+            0.0,
+            0.0,
+            None,
+        )
         # Latest expiry among CHILD-role entries of other domains (never lowered: an entry
         # leaves the cache only once expired, so "some such entry is live" is exactly
         # "child_expiry > now").
@@ -313,9 +333,10 @@ class ClaimCache:
             same.append(entry)
         if c.origin_role is Role.CHILD:
             self._children[key] = entry
-        insort(self._expiry, entry, key=_EXPIRES)
+        _insort(self._expiry, entry)
         if self._is_watched(c):
-            insort(self._watched, entry, key=_EXPIRES)
+            _insort(self._watched, entry)
+            self._watched_version += 1
         if c.origin_role is Role.CHILD and c.origin_domain != self.local:
             self.child_expiry = max(self.child_expiry, entry.expires)
         self._changed(c, +1)
@@ -354,6 +375,8 @@ class ClaimCache:
         entry = self._entries[key]
         self._unindex(key, entry)
         watched = self._is_watched(entry.claim)
+        if watched:
+            self._watched_version += 1
         for order in (self._expiry, self._watched) if watched else (self._expiry,):
             # Look through the entries expiring together for this one: a few at most,
             # unless many claims carry the same timestamp and holdtime.
@@ -389,7 +412,9 @@ class ClaimCache:
         removed = self._expiry[:gone]
         del self._expiry[:gone]
         watched = sum(1 for e in removed if self._is_watched(e.claim))
-        del self._watched[:watched]
+        if watched:
+            del self._watched[:watched]
+            self._watched_version += 1
         for entry in removed:
             self._unindex(identity(entry.claim), entry)
         return removed
@@ -401,9 +426,16 @@ class ClaimCache:
 
     def next_watched(self, now: float) -> float | None:
         """The next moment a watched entry expires (Timestamp + Holdtime > now), or is due
-        to be purged: each entry's ``expires`` if still live, else ``expires + grace``."""
+        to be purged: each entry's ``expires`` if still live, else ``expires + grace``.
+        The answer stays the same until the watched entries change or time reaches the
+        first live one's expiry, and the engine asks after every input (its next
+        deadline): it is kept until then."""
+        version, grace, since, until, answer = self._next_watched_memo
+        if version == self._watched_version and grace == self.grace and since <= now < until:
+            return answer
         times: list[float] = []
         order = self._watched
+        live_from = math.inf
         if order:
             if order[0].expires <= now:
                 times.append(order[0].expires + self.grace)
@@ -411,8 +443,11 @@ class ClaimCache:
             while i < len(order) and order[i].expires <= now:
                 i += 1
             if i < len(order):
-                times.append(order[i].expires)
-        return min(times) if times else None
+                live_from = order[i].expires
+                times.append(live_from)
+        answer = min(times) if times else None
+        self._next_watched_memo = (self._watched_version, self.grace, now, live_from, answer)
+        return answer
 
     def held(self, now: float) -> Iterator[CacheEntry]:
         """Entries that still hold their space: not past expiry plus grace (§12.3)."""

@@ -343,7 +343,12 @@ _CHILD_HOLDS: Final = frozenset(
     {ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND, ClaimType.PREFIX_IN_USE}
 )
 # The claims that keep space from us (_cache_taken), in the order it takes them.
+_NOTHING: Final[frozenset[Prefix]] = frozenset()
+
 _ROOM_TYPES: Final = (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimType.NEW_CLAIM)
+# Claims cached and not yet added into the memos of occupied space: the most kept before
+# they are added anyway (a bound on memory, not a tuning knob; see _claim_cached).
+_ARRIVALS_KEPT: Final = 4096
 
 
 class ClaimEngine:
@@ -388,8 +393,10 @@ class ClaimEngine:
         self._room_gen = 0  # bumped by inputs that may free space the cache cannot see
         # kind -> (key, claims' first time out, WITHDRAWs' first expiry, taken)
         self._taken_memo: dict[SpaceKind, tuple[_MemoKey, float, float, dict[Prefix, float]]] = {}
+        # Claims cached since the memos were last brought up to date (_claim_cached).
+        self._arrived: list[tuple[CacheEntry, CacheEntry | None]] = []
         self._stuck: dict[SpaceKind, _Stuck] = {}
-        self._grib_memo: tuple[object, list[Prefix]] = ((), [])
+        self._grib_memo: tuple[object, frozenset[Prefix]] = ((), frozenset())
         # (key, computed at, valid until) of the last plan that found nothing (_plan).
         self._plan_memo: tuple[object, float, float] = (None, 0.0, 0.0)
         # parent -> (its origin version, computed at, valid until, found): _managed_by
@@ -500,7 +507,7 @@ class ClaimEngine:
         times += self._denied_lifetime.values()
         times += self._denied_size.values()
         for kind, until in self._blocked_until.items():
-            stuck = self._stuck_still(kind)
+            stuck = self._stuck_still(kind) if self._stuck else None
             if stuck is None:
                 if until > now:
                     times.append(until)
@@ -762,14 +769,18 @@ class ClaimEngine:
         if self._started:
             self._plan()
         self._flush_outbox()
-        withdrawn = frozenset(
-            self._withdrawn_ranges(DOMAIN, now) + self._withdrawn_ranges(LOCAL, now)
-        )
-        for prefix in sorted(withdrawn - self._withdrawn, key=str):
-            self._events.append(RangeWithdrawn(prefix, restored=False))
-        for prefix in sorted(self._withdrawn - withdrawn, key=str):
-            self._events.append(RangeWithdrawn(prefix, restored=True))
-        self._withdrawn = withdrawn
+        if self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
+            withdrawn = frozenset(
+                self._withdrawn_ranges(DOMAIN, now) + self._withdrawn_ranges(LOCAL, now)
+            )
+        else:
+            withdrawn = _NOTHING  # no WITHDRAW of ours: the usual case, asked at every input
+        if withdrawn != self._withdrawn:
+            for prefix in sorted(withdrawn - self._withdrawn, key=str):
+                self._events.append(RangeWithdrawn(prefix, restored=False))
+            for prefix in sorted(self._withdrawn - withdrawn, key=str):
+                self._events.append(RangeWithdrawn(prefix, restored=True))
+            self._withdrawn = withdrawn
         local = (
             self.non_leaf,
             withdrawn,
@@ -778,12 +789,13 @@ class ClaimEngine:
         if local != self._local_signature:
             self._local_signature = local
             self.local_version += 1
-        grib = frozenset(self._grib_set(now))
-        for prefix in sorted(self.grib - grib, key=str):
-            self._events.append(GribRemove(prefix))
-        for prefix in sorted(grib - self.grib, key=str):
-            self._events.append(GribInject(prefix))
-        self.grib = grib
+        grib = self._grib_set(now)
+        if grib is not self.grib:
+            for prefix in sorted(self.grib - grib, key=str):
+                self._events.append(GribRemove(prefix))
+            for prefix in sorted(grib - self.grib, key=str):
+                self._events.append(GribInject(prefix))
+            self.grib = grib
         events, self._events = self._events, []
         return events
 
@@ -2062,6 +2074,8 @@ class ClaimEngine:
         taken = self._taken_now(kind)
         if taken is not None:
             return taken
+        if self._arrived:
+            self._take_in_arrivals()  # the other kinds' memos; this one reads them all
         now = self._now
         grace = self.cache.grace
         claims_until = withdraws_until = math.inf
@@ -2101,6 +2115,11 @@ class ClaimEngine:
         now = self._now
         if memo is None or memo[0] != self._taken_key() or now >= memo[2]:
             return None
+        if self._arrived:
+            self._take_in_arrivals()
+            memo = self._taken_memo.get(kind)
+            if memo is None:
+                return None
         key, claims_until, withdraws_until, taken = memo
         if now >= claims_until:
             for prefix in [p for p, until in taken.items() if until <= now]:
@@ -2127,23 +2146,41 @@ class ClaimEngine:
         )
 
     def _claim_cached(self, entry: CacheEntry, superseded: CacheEntry | None) -> None:
-        """A claim arrived in the cache: bring each :meth:`_cache_taken` memo up to date
-        rather than drop it.  A renewal that supersedes an entry holds no less long, so
-        the maximum stays right, unless the old entry held room and the new one does
-        not (a denied renewal): then the memo is rebuilt when next asked."""
+        """A claim arrived in the cache: noted, and added into each :meth:`_cache_taken`
+        memo when one is next read (:meth:`_take_in_arrivals`).  A leaf hears each of its
+        siblings' claims (§11.2.3, §11.4.3) but reads the memos only when it plans a
+        claim, so most arrivals are taken in many at a time, or never (a memo that
+        must be rebuilt drops them: the rebuild reads the whole cache)."""
+        if self._taken_memo:
+            self._arrived.append((entry, superseded))
+            if len(self._arrived) >= _ARRIVALS_KEPT:
+                self._take_in_arrivals()
+
+    def _take_in_arrivals(self) -> None:
+        """Add the claims cached since into each memo still valid, rather than drop it.
+        A renewal that supersedes an entry holds no less long, so the maximum stays
+        right, unless the old entry held room and the new one does not (a denied
+        renewal): then the memo is rebuilt when next asked.  Judged now rather than on
+        arrival: a claim that stopped holding room meanwhile would have been taken out
+        by now anyway (:meth:`_taken_now` drops the prefixes whose time has come)."""
+        arrived, self._arrived = self._arrived, []
+        now, grace, key_now = self._now, self.cache.grace, self._taken_key()
         for kind in list(self._taken_memo):
-            taken = self._taken_now(kind)
-            if taken is None:
-                continue  # rebuilt when next asked
-            holds = self._holds_room(entry, kind)
-            if superseded is not None and not holds and self._holds_room(superseded, kind):
-                del self._taken_memo[kind]
+            key, claims_until, withdraws_until, taken = self._taken_memo[kind]
+            if key != key_now or now >= withdraws_until:
+                del self._taken_memo[kind]  # rebuilt when next asked
                 continue
-            if holds:
-                key, claims_until, withdraws_until, _ = self._taken_memo[kind]
-                p, until = entry.claim.prefix, entry.expires + self.cache.grace
-                taken[p] = max(taken.get(p, until), until)
-                self._taken_memo[kind] = (key, min(claims_until, until), withdraws_until, taken)
+            for entry, superseded in arrived:
+                holds = self._holds_room(entry, kind)
+                if superseded is not None and not holds and self._holds_room(superseded, kind):
+                    del self._taken_memo[kind]
+                    break
+                if holds:
+                    p, until = entry.claim.prefix, entry.expires + grace
+                    taken[p] = max(taken.get(p, until), until)
+                    claims_until = min(claims_until, until)
+            else:
+                self._taken_memo[kind] = (key, claims_until, withdraws_until, taken)
 
     def _released(self, entry: CacheEntry) -> bool:
         """A claim its domain gave back with a WITHDRAW of the same prefix, sent at or after
@@ -2405,13 +2442,21 @@ class ClaimEngine:
         return min(alloc.expires - lead, since + cfg.allocator.renew_interval)
 
     def _may_renew(self, alloc: Allocation) -> bool:
-        return (
-            alloc.renewing
-            and alloc.origin_node == self.config.local_node
-            and not any(p.extends == alloc.prefix for p in self.pending)
-            and not any(s.extends == alloc.prefix for s in self.scheduled)
-            and bool(self._usable_of(alloc, self._now))
-        )
+        if not alloc.renewing or alloc.origin_node != self.config.local_node:
+            return False
+        prefix = alloc.prefix
+        for extends in (p.extends for p in self.pending):
+            # (`None == prefix` would reach ipaddress's __eq__ through an AttributeError.)
+            if extends is not None and extends == prefix:
+                return False
+        for extends in (s.extends for s in self.scheduled):
+            if extends is not None and extends == prefix:
+                return False
+        # Without a WITHDRAW of ours the whole prefix is usable (asked at every input,
+        # through next_deadline; our WITHDRAWs are rare).
+        if not self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
+            return True
+        return bool(self._usable_of(alloc, self._now))
 
     def _renewal_due(self, alloc: Allocation) -> bool:
         return (
@@ -2587,13 +2632,14 @@ class ClaimEngine:
         """Our domain's live WITHDRAWs over ``kind`` space.  LOCAL space lies inside the
         DOMAIN space, so a WITHDRAW of DOMAIN space cuts it too (§11.7.3: "stop advertising
         the WITHDRAW range to the MAASs")."""
-        roles = {Role.INTERNAL} if kind is DOMAIN else {Role.INTERNAL, Role.CHILD}
-        if not self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
+        withdraws = self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain)
+        if not withdraws:
             return []
+        roles = {Role.INTERNAL} if kind is DOMAIN else {Role.INTERNAL, Role.CHILD}
         held = self._held_prefixes(kind)
         return [
             e.claim.prefix
-            for e in self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain)
+            for e in withdraws
             if e.expires > now
             and e.claim.origin_role in roles
             and any(overlaps(e.claim.prefix, a) for a in held)
@@ -2614,9 +2660,10 @@ class ClaimEngine:
     def _usable(self, kind: SpaceKind, now: float) -> list[Prefix]:
         return subtract(self._live_prefixes(kind, now), self._withdrawn_ranges(kind, now))
 
-    def _grib_set(self, now: float) -> list[Prefix]:
+    def _grib_set(self, now: float) -> frozenset[Prefix]:
         """§5.1 d), §4.2, §11.7.3: the DOMAIN prefixes minus withdrawn ranges, except a
-        clash WITHDRAW of a sub-range held shorter than the prefix (§11.7.3 special case)."""
+        clash WITHDRAW of a sub-range held shorter than the prefix (§11.7.3 special case).
+        The same set object while nothing it is made of changed."""
         pieces: list[Prefix] = []
         withdraws = [
             e
@@ -2645,7 +2692,9 @@ class ClaimEngine:
                 )
             ]
             pieces += subtract([alloc.prefix], cuts) if cuts else [alloc.prefix]
-        grib = collapse(pieces)
+        grib = frozenset(collapse(pieces))
+        if grib == self.grib:
+            grib = self.grib
         if not withdraws:
             self._grib_memo = (key, grib)
         return grib

@@ -23,6 +23,10 @@ class SpaceKind(Enum):
     DOMAIN = "domain"
     LOCAL = "local"
 
+    # Hashed by identity, in C (members are singletons compared by identity): the engine
+    # keys its allocations and memos by kind (masc.protocol.session.State says more).
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True, slots=True)
 class SendUpdate:

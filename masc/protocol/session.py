@@ -76,6 +76,12 @@ class State(enum.Enum):
     OPEN_CONFIRM = "OpenConfirm"
     ESTABLISHED = "Established"
 
+    # Members are singletons compared by identity: hashed by identity too, in C, rather
+    # than by name in Python (enum's default); the FSM tables are looked up several times
+    # per message.  Iteration order of sets of members was never fixed (names hash with
+    # the per-process seed) and nothing may rely on it.
+    __hash__ = object.__hash__
+
 
 # NOTIFICATIONs sent in answer to one UPDATE with several bad claims (docs/conformance.md).
 MAX_REPORTS_PER_UPDATE: Final = 8
@@ -89,6 +95,8 @@ _PROGRESS: Final = {
     State.ESTABLISHED: 4,
 }
 SESSION_STATES: Final = (State.IDLE, State.CONNECT, State.ACTIVE)
+# Message Type octet -> name, for the per-type counters (without an enum call per message).
+_TYPE_NAMES: Final = {t.value: t.name for t in MessageType}
 CONNECTION_STATES: Final = (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED)
 
 
@@ -103,6 +111,12 @@ class SessionEvent(enum.Enum):
     TRANSPORT_FAILED = "outbound transport connection failed"
     INCOMING_CONNECTION = "inbound transport connection"
 
+    # Members are singletons compared by identity: hashed by identity too, in C, rather
+    # than by name in Python (enum's default); the FSM tables are looked up several times
+    # per message.  Iteration order of sets of members was never fixed (names hash with
+    # the per-process seed) and nothing may rely on it.
+    __hash__ = object.__hash__
+
 
 class ConnectionEvent(enum.Enum):
     """Events one connection reacts to (§10, §8)."""
@@ -116,6 +130,12 @@ class ConnectionEvent(enum.Enum):
     KEEPALIVE_TIMER_EXPIRED = "KeepAlive timer expired"
     TRANSPORT_CLOSED = "transport disconnected"
     STOP = "Stop"
+
+    # Members are singletons compared by identity: hashed by identity too, in C, rather
+    # than by name in Python (enum's default); the FSM tables are looked up several times
+    # per message.  Iteration order of sets of members was never fixed (names hash with
+    # the per-process seed) and nothing may rely on it.
+    __hash__ = object.__hash__
 
 
 # --- effects: what the shell must do ---------------------------------------------------------
@@ -321,10 +341,16 @@ class PeerSession:
         return self._restart_at
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self._connect_retry_at, self._restart_at) if d is not None]
+        # Asked after every input (the shell re-arms its timer): no lists built.
+        best = self._connect_retry_at
+        restart = self._restart_at
+        if restart is not None and (best is None or restart < best):
+            best = restart
         for conn in self._connections.values():
-            deadlines += [d for d in (conn.hold_at, conn.keepalive_at) if d is not None]
-        return min(deadlines, default=None)
+            for d in (conn.hold_at, conn.keepalive_at):
+                if d is not None and (best is None or d < best):
+                    best = d
+        return best
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -468,7 +494,7 @@ class PeerSession:
 
     def _send(self, conn: _Connection, message: Message, now: float) -> None:
         data = encode(message)
-        self.stats.messages_out[MessageType(data[2]).name] += 1
+        self.stats.messages_out[_TYPE_NAMES[data[2]]] += 1
         self.stats.octets_out += len(data)
         self._effects.append(Send(conn.id, data))
         # §10 Established: sending a KEEPALIVE or UPDATE restarts the KeepAlive timer.
@@ -476,7 +502,7 @@ class PeerSession:
             self._arm_keepalive(conn, now)
 
     def _count_in(self, frame: bytes) -> None:
-        self.stats.messages_in[MessageType(frame[2]).name] += 1
+        self.stats.messages_in[_TYPE_NAMES[frame[2]]] += 1  # a frame decoded: a known Type
         self.stats.octets_in += len(frame)
 
     def _arm_keepalive(self, conn: _Connection, now: float) -> None:

@@ -7,6 +7,8 @@ from ipaddress import IPv6Network
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from masc.protocol.claims import (
     _BY_VALUE,
@@ -375,6 +377,53 @@ def test_entries_expiring_together_leave_the_expiry_orders_one_by_one() -> None:
     assert [e.claim for e in gone] == [claims[0], claims[3], claims[4], other]
     assert [e.claim for e in cache._expiry] == [e.claim for e in cache._watched] == [renewal]
     assert len(cache) == 1 and renewal in cache
+
+
+def _next_watched_afresh(cache: ClaimCache, now: float) -> float | None:
+    """What ``next_watched`` says, read off the watched order with no memo."""
+    order = cache._watched
+    times = [order[0].expires + cache.grace] if order and order[0].expires <= now else []
+    times += [e.expires for e in order if e.expires > now][:1]
+    return min(times, default=None)
+
+
+_STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "discard", "purge", "ask", "grace"]),
+        st.integers(0, 7),  # which claim
+        st.integers(0, 6 * HOLD),  # a time offset
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_STEPS)
+def test_next_watched_remembered_is_what_the_order_says(steps: list[tuple[str, int, int]]) -> None:
+    """next_watched keeps its answer until the watched entries change or time reaches the
+    first live one's expiry (the engine asks after every input): under any mix of adds,
+    renewals, discards, purges, grace changes and times, forwards and back, it answers
+    as the order read afresh does."""
+    cache = ClaimCache(GRACE, local=DomainId(21))
+    kinds = [ClaimType.PREFIX_IN_USE, ClaimType.WITHDRAW, ClaimType.NEW_CLAIM]
+    for op, i, offset in steps:
+        domain = 21 if i % 2 else 22  # ours are watched, and so are WITHDRAWs
+        c = _claim(
+            kinds[i % 3], domain=domain, prefix=f"239.192.{i}.0/24", ts=T0 + offset, lifetime=HOLD
+        )
+        if op == "add":
+            cache.add(CacheEntry(c, "s", None))
+        elif op == "discard":
+            for e in list(cache):
+                if e.claim.prefix == c.prefix:
+                    cache.discard(e.claim)
+        elif op == "purge":
+            cache.purge(T0 + offset)
+        elif op == "grace":
+            cache.grace = float(offset % 7_200)
+        now = T0 + offset
+        assert cache.next_watched(now) == _next_watched_afresh(cache, now)
+        assert cache.next_watched(now) == _next_watched_afresh(cache, now)  # remembered
 
 
 def test_shared_gives_one_claim_and_one_identity_tuple_per_value() -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from masc.protocol import engine as engine_module
 from masc.protocol.allocation import Demand
 from masc.protocol.claims import CacheEntry
 from masc.protocol.constants import ClaimType, Role
@@ -1328,6 +1329,44 @@ def test_the_occupied_set_follows_claim_arrivals_without_a_rebuild() -> None:
     (renewal,) = x.cache.of_origin(PIU, DomainId(S_DOM))  # the first one was superseded
     assert domain[free[0]] == renewal.expires + x.cache.grace
     assert set(local) >= {sub(ours, 28, 1), sub(ours, 28, 2)}
+
+
+def test_claims_arriving_are_added_into_the_occupied_set_only_when_it_is_read() -> None:
+    """A leaf hears every sibling's claim but reads the occupied set only when it plans a
+    claim: arrivals wait (engine._arrived) and are added in when the set is next read,
+    judged then.  One that stopped holding room meanwhile (past its expiry plus grace)
+    is simply not added: the set is the rebuild's either way."""
+    net = world()
+    ours = allocated(net)
+    x = net["x"]
+    free = _free_blocks(ours)
+    domain = x._cache_taken(SpaceKind.DOMAIN)
+    net.inject("s", "x", sib(NEW, free[0], ts=net.now))  # holdtime: one waiting period
+    net.inject("s", "x", sib(PIU, free[1], ts=net.now))  # holdtime: 30 days
+    assert [e.claim.prefix for e, _ in x._arrived] == [free[0], free[1]]
+    assert free[0] not in domain and free[1] not in domain  # not yet read
+    net.run_for(WAIT + x.cache.grace + 1)  # the NEW_CLAIM's time is over, unread
+    net.call("x", "handle_timer")  # others' claims timing out wake nothing: ask now
+    assert _taken_memo_is_exact(net, SpaceKind.DOMAIN) is domain
+    assert x._arrived == []
+    assert free[0] not in domain and free[1] in domain
+
+
+def test_claims_arriving_unread_are_added_in_once_too_many_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What waits to be added is bounded (engine._ARRIVALS_KEPT): at the bound it is all
+    added in, unread, and the set is still the rebuild's."""
+    monkeypatch.setattr(engine_module, "_ARRIVALS_KEPT", 3)
+    net = world()
+    ours = allocated(net)
+    x = net["x"]
+    free = _free_blocks(ours)
+    domain = x._cache_taken(SpaceKind.DOMAIN)
+    for block in free[:3]:
+        net.inject("s", "x", sib(PIU, block, ts=net.now))
+    assert x._arrived == [] and set(free[:3]) <= set(domain)
+    assert _taken_memo_is_exact(net, SpaceKind.DOMAIN) is domain
 
 
 def test_a_denied_renewal_that_supersedes_a_held_claim_frees_its_room() -> None:

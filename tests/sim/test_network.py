@@ -20,10 +20,13 @@ from masc.sim.network import (
     HOUR,
     MINUTE,
     SHORT_TIMERS,
+    Pump,
     SimError,
     SimNetwork,
+    SimStream,
     SimTimers,
     seed_scheduler,
+    stream_pair,
 )
 from masc.sim.scenario import Action, Scenario, quiet_period, run_scenario
 from masc.sim.topology import figure1
@@ -163,3 +166,161 @@ async def test_a_scripted_scenario_runs_its_actions_in_order(autojump_clock: Clo
     assert net.node("T1a").incarnation == 1
     claims = [e for e in net.events_of("C7a", ClaimSent) if e.time >= EPOCH + 45 * MINUTE]
     assert claims  # the operator's claim (§5.1), after the random delay
+
+
+# --- the pump: bytes handed to an idle reader in place, in order -----------------------------
+
+
+class _InPlace:
+    """An in-place reader that takes (or declines) what it is offered, and notes whether it
+    was ever called from inside another in-place reader."""
+
+    inside = False
+
+    def __init__(self, *, takes: bool = True, then: SimStream | None = None) -> None:
+        self.takes = takes
+        self.then = then  # a stream it writes to when it takes something
+        self.got: list[bytes] = []
+        self.nested = False
+
+    def __call__(self, data: bytes) -> bool:
+        if not self.takes:
+            return False
+        self.nested |= _InPlace.inside
+        _InPlace.inside = True
+        try:
+            self.got.append(data)
+            if self.then is not None:
+                self.then.send_nowait(b"relayed " + data)
+        finally:
+            _InPlace.inside = False
+        return True
+
+
+async def _read_all(stream: SimStream, into: list[bytes]) -> None:
+    while chunk := await stream.receive_some():
+        into.append(chunk)
+    into.append(b"<eof>")
+
+
+async def test_the_pump_hands_what_is_written_to_an_idle_reader_in_order() -> None:
+    """Written bytes go to the in-place reader, in the order written, and its parked task
+    wakes only for the EOF."""
+    pump = Pump()
+    a, b = stream_pair(pump=pump)
+    reader = _InPlace()
+    b.set_in_place_reader(reader)
+    task_got: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pump.run)
+        nursery.start_soon(_read_all, b, task_got)
+        await trio.testing.wait_all_tasks_blocked()
+        a.send_nowait(b"one,")
+        a.send_nowait(b"two,")
+        await trio.testing.wait_all_tasks_blocked()
+        a.send_nowait(b"three")
+        await trio.testing.wait_all_tasks_blocked()
+        assert b"".join(reader.got) == b"one,two,three" and task_got == []
+        await a.send_eof()
+        await trio.testing.wait_all_tasks_blocked()
+        assert task_got == [b"<eof>"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_what_the_in_place_reader_declines_its_task_reads_in_order() -> None:
+    pump = Pump()
+    a, b = stream_pair(pump=pump)
+    reader = _InPlace(takes=False)
+    b.set_in_place_reader(reader)
+    task_got: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pump.run)
+        nursery.start_soon(_read_all, b, task_got)
+        await trio.testing.wait_all_tasks_blocked()
+        a.send_nowait(b"one,")
+        a.send_nowait(b"two")
+        a.send_eof_nowait()
+        await trio.testing.wait_all_tasks_blocked()
+        assert b"".join(task_got) == b"one,two<eof>" and reader.got == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_without_a_parked_reader_task_or_after_eof_the_task_reads_them() -> None:
+    """Bytes written while the reader task is not parked in receive_some, or followed by
+    an EOF before the pump runs, are not taken in place: the task might hold earlier bytes,
+    and must see the data before the EOF."""
+    pump = Pump()
+    a, b = stream_pair(pump=pump)
+    reader = _InPlace()
+    b.set_in_place_reader(reader)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pump.run)
+        a.send_nowait(b"early")  # nobody reading yet
+        await trio.testing.wait_all_tasks_blocked()
+        assert reader.got == [] and await b.receive_some() == b"early"
+        task_got: list[bytes] = []
+        nursery.start_soon(_read_all, b, task_got)
+        await trio.testing.wait_all_tasks_blocked()
+        a.send_nowait(b"last")
+        a.send_eof_nowait()
+        await trio.testing.wait_all_tasks_blocked()
+        assert reader.got == [] and task_got == [b"last", b"<eof>"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_reader_removed_is_offered_nothing() -> None:
+    pump = Pump()
+    a, b = stream_pair(pump=pump)
+    reader = _InPlace()
+    b.set_in_place_reader(reader)
+    b.set_in_place_reader(None)
+    task_got: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pump.run)
+        nursery.start_soon(_read_all, b, task_got)
+        await trio.testing.wait_all_tasks_blocked()
+        a.send_nowait(b"x")
+        await trio.testing.wait_all_tasks_blocked()
+        assert reader.got == [] and task_got == [b"x"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_what_an_in_place_reader_sends_is_offered_after_it_returns() -> None:
+    """A reader that sends (a parent relaying to its children) is never called into from
+    inside another: what it writes joins the pump's queue, breadth-first."""
+    pump = Pump()
+    a, b = stream_pair(pump=pump)
+    c, d = stream_pair(pump=pump)
+    last = _InPlace()
+    first = _InPlace(then=c)
+    b.set_in_place_reader(first)
+    d.set_in_place_reader(last)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pump.run)
+        for stream in (b, d):
+            nursery.start_soon(_read_all, stream, [])
+        await trio.testing.wait_all_tasks_blocked()
+        a.send_nowait(b"claim")
+        await trio.testing.wait_all_tasks_blocked()
+        assert first.got == [b"claim"] and last.got == [b"relayed claim"]
+        assert not first.nested and not last.nested
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_daemons_connections_read_in_place_while_they_last(
+    autojump_clock: Clock,
+) -> None:
+    """masc.daemon.peer's connections offer an in-place reader on the simulator's streams
+    while they run, and withdraw it when they end."""
+    net = SimNetwork(figure1(), timers=SHORT_TIMERS)
+    async with net.running():
+        await net.advance(MINUTE)
+        assert net.all_established()
+        index = next(
+            i for i, link in enumerate(net.topology.links) if {"T1a", "T2a"} <= {link.a, link.b}
+        )
+        ends = net._streams[index]
+        assert ends and all(e._in.in_place is not None for e in ends if not e._closed)
+        net.partition("T1a", "T2a")
+        await net.settle()
+        assert all(e._in.in_place is None for e in ends)
