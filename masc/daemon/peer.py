@@ -243,9 +243,9 @@ class _Connection:
         # A stream that can hand over bytes as they are written (the simulator's) gives
         # them to the runner in place without waking the reader task: once per message
         # per child when a parent relays, that wake-up cost more than the handling.
-        reader = getattr(self.stream, "set_in_place_reader", None)
-        if reader is not None and runner is not None:
-            reader(partial(self._take_in_place, runner))
+        set_reader = getattr(self.stream, "set_in_place_reader", None)
+        if set_reader is not None and runner is not None:
+            set_reader(partial(self._take_in_place, runner))
         with self.scope:
             try:
                 async with trio.open_nursery() as nursery:
@@ -253,8 +253,8 @@ class _Connection:
                     if not await self._write():
                         nursery.cancel_scope.cancel()
             finally:
-                if reader is not None:
-                    reader(None)
+                if set_reader is not None:
+                    set_reader(None)
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(self.stream)
                 with contextlib.suppress(trio.BrokenResourceError):

@@ -343,12 +343,15 @@ _CHILD_HOLDS: Final = frozenset(
     {ClaimType.NEW_CLAIM, ClaimType.CLAIM_TO_EXPAND, ClaimType.PREFIX_IN_USE}
 )
 # The claims that keep space from us (_cache_taken), in the order it takes them.
-_NOTHING: Final[frozenset[Prefix]] = frozenset()
-
 _ROOM_TYPES: Final = (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimType.NEW_CLAIM)
-# Claims cached and not yet added into the memos of occupied space: the most kept before
-# they are added anyway (a bound on memory, not a tuning knob; see _claim_cached).
-_ARRIVALS_KEPT: Final = 4096
+# Claims cached and not yet added into the memos of occupied space are kept up to a
+# quarter of the cache's size (at least this many): past that, rebuilding the memos when
+# next read costs about as much as adding them in, and memory stays a small part of the
+# cache's.
+_ARRIVALS_KEPT: Final = 64
+
+# No withdrawn ranges (_finish, when we have no WITHDRAW of our own).
+_NOTHING: Final[frozenset[Prefix]] = frozenset()
 
 
 class ClaimEngine:
@@ -2066,7 +2069,8 @@ class ClaimEngine:
     def _cache_taken(self, kind: SpaceKind) -> dict[Prefix, float]:
         """The cached part of :meth:`_occupied`, each prefix with the moment time alone
         frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache
-        changes other than by a claim's arrival (which :meth:`_claim_cached` adds in), a
+        changes other than by a claim's arrival (added in when next read:
+        :meth:`_take_in_arrivals`), a
         denial mark changes, or a WITHDRAW's expiry puts a claim back (see _released);
         time taking claims out only takes their prefixes out (:meth:`_taken_now`): inputs
         ask several times each, timers often come with nothing changed, and a busy cache
@@ -2150,11 +2154,14 @@ class ClaimEngine:
         memo when one is next read (:meth:`_take_in_arrivals`).  A leaf hears each of its
         siblings' claims (§11.2.3, §11.4.3) but reads the memos only when it plans a
         claim, so most arrivals are taken in many at a time, or never (a memo that
-        must be rebuilt drops them: the rebuild reads the whole cache)."""
+        must be rebuilt drops them: the rebuild reads the whole cache).  Too many
+        waiting (:data:`_ARRIVALS_KEPT`): the memos are dropped instead, as a rebuild then
+        costs about as much as adding them in."""
         if self._taken_memo:
             self._arrived.append((entry, superseded))
-            if len(self._arrived) >= _ARRIVALS_KEPT:
-                self._take_in_arrivals()
+            if len(self._arrived) > max(_ARRIVALS_KEPT, len(self.cache) // 4):
+                self._taken_memo.clear()  # rebuilt when next read
+                self._arrived.clear()
 
     def _take_in_arrivals(self) -> None:
         """Add the claims cached since into each memo still valid, rather than drop it.

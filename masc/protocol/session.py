@@ -83,6 +83,9 @@ class State(enum.Enum):
     __hash__ = object.__hash__
 
 
+# Message Type octet -> name, for the per-type counters (without an enum call per message).
+_TYPE_NAMES: Final = {t.value: t.name for t in MessageType}
+
 # NOTIFICATIONs sent in answer to one UPDATE with several bad claims (docs/conformance.md).
 MAX_REPORTS_PER_UPDATE: Final = 8
 
@@ -95,8 +98,6 @@ _PROGRESS: Final = {
     State.ESTABLISHED: 4,
 }
 SESSION_STATES: Final = (State.IDLE, State.CONNECT, State.ACTIVE)
-# Message Type octet -> name, for the per-type counters (without an enum call per message).
-_TYPE_NAMES: Final = {t.value: t.name for t in MessageType}
 CONNECTION_STATES: Final = (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED)
 
 
@@ -111,11 +112,7 @@ class SessionEvent(enum.Enum):
     TRANSPORT_FAILED = "outbound transport connection failed"
     INCOMING_CONNECTION = "inbound transport connection"
 
-    # Members are singletons compared by identity: hashed by identity too, in C, rather
-    # than by name in Python (enum's default); the FSM tables are looked up several times
-    # per message.  Iteration order of sets of members was never fixed (names hash with
-    # the per-process seed) and nothing may rely on it.
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # as State's
 
 
 class ConnectionEvent(enum.Enum):
@@ -131,11 +128,7 @@ class ConnectionEvent(enum.Enum):
     TRANSPORT_CLOSED = "transport disconnected"
     STOP = "Stop"
 
-    # Members are singletons compared by identity: hashed by identity too, in C, rather
-    # than by name in Python (enum's default); the FSM tables are looked up several times
-    # per message.  Iteration order of sets of members was never fixed (names hash with
-    # the per-process seed) and nothing may rely on it.
-    __hash__ = object.__hash__
+    __hash__ = object.__hash__  # as State's
 
 
 # --- effects: what the shell must do ---------------------------------------------------------

@@ -14,7 +14,10 @@ without its deliberate extra checkpoints (two per call, there to catch misuse in
 which with thousands of nodes were a good part of a simulation's wall time.  Under
 ``trio.testing.MockClock(autojump_threshold=0)`` the clock jumps whenever every task is
 blocked, so days of protocol time (48-hour waiting periods, 30-day lifetimes) pass in
-seconds; the engines read ``EPOCH + trio.current_time()`` as their Unix clock.
+seconds; the engines read ``EPOCH + trio.current_time()`` as their Unix clock.  One task,
+the :class:`Pump`, delivers what the streams carry: to the receiving peer runner in place
+when its loop is idle and its reader task waits (the daemon's own shortcut for bytes read,
+``masc.daemon.peer``), in the order written; otherwise to the reader task, as over TCP.
 
 Faults act on the transport and on node lifetimes, never on protocol state:
 
@@ -34,8 +37,10 @@ scripts.  Trio's scheduler orders the tasks that run at one virtual instant at r
 two runs with one seed agree on every timer but not necessarily on which of two
 simultaneous messages is handled first; :func:`seed_scheduler` makes that order follow a
 seed too (best effort: task sets ordered by object identity in the daemon's runners can
-still differ between runs).  The protocol must be (and the safety checker checks that it
-is) correct under any such order.
+still differ between runs).  Messages the pump delivers in place keep the order they were
+written in, whatever the seed: a seed varies the order of the tasks (timers, dials, the
+messages a busy runner queued), not of those.  The protocol must be (and the safety
+checker checks that it is) correct under any such order.
 """
 
 from __future__ import annotations
@@ -139,7 +144,11 @@ class Pump:
     or bytes on a pipe whose reader task is not parked or that has seen EOF, go the usual
     way: the reader task is woken and reads them, in order, as it would have.  What the
     readers send meanwhile joins the queue: a cascade at one virtual instant is handled
-    breadth-first in this task, never by one handler calling into another."""
+    breadth-first in this task, and no reader is called from inside another (a runner's
+    handling still runs its domain runner and engine in place, as the daemon's reader
+    task would).  The whole buffer is offered at once, whatever its size: the session's
+    framer takes any number of octets.  No checkpoint between offers: they all happen at
+    one virtual instant, at which every other task would wait for them anyway."""
 
     __slots__ = ("_lot", "_queue", "_running")
 

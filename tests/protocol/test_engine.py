@@ -1352,21 +1352,25 @@ def test_claims_arriving_are_added_into_the_occupied_set_only_when_it_is_read() 
     assert free[0] not in domain and free[1] in domain
 
 
-def test_claims_arriving_unread_are_added_in_once_too_many_wait(
+def test_too_many_claims_waiting_to_be_added_drop_the_occupied_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """What waits to be added is bounded (engine._ARRIVALS_KEPT): at the bound it is all
-    added in, unread, and the set is still the rebuild's."""
-    monkeypatch.setattr(engine_module, "_ARRIVALS_KEPT", 3)
+    """What waits to be added is bounded (engine._ARRIVALS_KEPT, or a quarter of the
+    cache): past the bound the remembered sets are dropped, arrivals and all, and the
+    next read rebuilds them from the cache."""
+    monkeypatch.setattr(engine_module, "_ARRIVALS_KEPT", 2)
     net = world()
     ours = allocated(net)
     x = net["x"]
     free = _free_blocks(ours)
-    domain = x._cache_taken(SpaceKind.DOMAIN)
-    for block in free[:3]:
+    x._cache_taken(SpaceKind.DOMAIN)
+    assert len(x.cache) // 4 <= 2
+    for block in free[:2]:
         net.inject("s", "x", sib(PIU, block, ts=net.now))
-    assert x._arrived == [] and set(free[:3]) <= set(domain)
-    assert _taken_memo_is_exact(net, SpaceKind.DOMAIN) is domain
+    assert len(x._arrived) == 2 and SpaceKind.DOMAIN in x._taken_memo
+    net.inject("s", "x", sib(PIU, free[2], ts=net.now))
+    assert x._arrived == [] and x._taken_memo == {}
+    assert set(free[:3]) <= set(_taken_memo_is_exact(net, SpaceKind.DOMAIN))
 
 
 def test_a_denied_renewal_that_supersedes_a_held_claim_frees_its_room() -> None:

@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from masc.daemon import peer as peer_module
 from masc.protocol.constants import Role
 from masc.protocol.engine import Policy
 from masc.protocol.events import ClaimSent, PrefixAllocated
@@ -181,9 +182,11 @@ class _InPlace:
         self.takes = takes
         self.then = then  # a stream it writes to when it takes something
         self.got: list[bytes] = []
+        self.offered: list[bytes] = []
         self.nested = False
 
     def __call__(self, data: bytes) -> bool:
+        self.offered.append(data)
         if not self.takes:
             return False
         self.nested |= _InPlace.inside
@@ -228,6 +231,8 @@ async def test_the_pump_hands_what_is_written_to_an_idle_reader_in_order() -> No
 
 
 async def test_what_the_in_place_reader_declines_its_task_reads_in_order() -> None:
+    """Declined bytes go back where they were: the reader task reads them, and what was
+    written after them, in order (its loop was busy: the daemon's runner then queues)."""
     pump = Pump()
     a, b = stream_pair(pump=pump)
     reader = _InPlace(takes=False)
@@ -238,10 +243,15 @@ async def test_what_the_in_place_reader_declines_its_task_reads_in_order() -> No
         nursery.start_soon(_read_all, b, task_got)
         await trio.testing.wait_all_tasks_blocked()
         a.send_nowait(b"one,")
-        a.send_nowait(b"two")
+        await trio.testing.wait_all_tasks_blocked()
+        assert reader.offered == [b"one,"] and task_got == [b"one,"]
+        a.send_nowait(b"two,")
+        await trio.lowlevel.checkpoint()  # the pump declines it; the reader task not yet run
+        a.send_nowait(b"three")
+        await trio.testing.wait_all_tasks_blocked()
         a.send_eof_nowait()
         await trio.testing.wait_all_tasks_blocked()
-        assert b"".join(task_got) == b"one,two<eof>" and reader.got == []
+        assert b"".join(task_got) == b"one,two,three<eof>" and reader.got == []
         nursery.cancel_scope.cancel()
 
 
@@ -269,19 +279,21 @@ async def test_without_a_parked_reader_task_or_after_eof_the_task_reads_them() -
 
 
 async def test_a_reader_removed_is_offered_nothing() -> None:
+    """A reader removed after bytes were written for it (its connection ended) is not
+    offered them: the reader task reads them."""
     pump = Pump()
     a, b = stream_pair(pump=pump)
     reader = _InPlace()
     b.set_in_place_reader(reader)
-    b.set_in_place_reader(None)
     task_got: list[bytes] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(pump.run)
         nursery.start_soon(_read_all, b, task_got)
         await trio.testing.wait_all_tasks_blocked()
-        a.send_nowait(b"x")
+        a.send_nowait(b"x")  # queued for the pump
+        b.set_in_place_reader(None)
         await trio.testing.wait_all_tasks_blocked()
-        assert reader.got == [] and task_got == [b"x"]
+        assert reader.offered == [] and task_got == [b"x"]
         nursery.cancel_scope.cancel()
 
 
@@ -308,10 +320,19 @@ async def test_what_an_in_place_reader_sends_is_offered_after_it_returns() -> No
 
 
 async def test_the_daemons_connections_read_in_place_while_they_last(
-    autojump_clock: Clock,
+    autojump_clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """masc.daemon.peer's connections offer an in-place reader on the simulator's streams
-    while they run, and withdraw it when they end."""
+    while they run, take bytes through it, and withdraw it when they end."""
+    taken = []
+    take = peer_module._Connection._take_in_place
+
+    def counted(conn: peer_module._Connection, runner: peer_module.PeerRunner, data: bytes) -> bool:
+        ok = take(conn, runner, data)
+        taken.append(ok)
+        return ok
+
+    monkeypatch.setattr(peer_module._Connection, "_take_in_place", counted)
     net = SimNetwork(figure1(), timers=SHORT_TIMERS)
     async with net.running():
         await net.advance(MINUTE)
@@ -321,6 +342,7 @@ async def test_the_daemons_connections_read_in_place_while_they_last(
         )
         ends = net._streams[index]
         assert ends and all(e._in.in_place is not None for e in ends if not e._closed)
+        assert sum(taken) > len(net.topology.links)  # OPENs, KEEPALIVEs, UPDATEs
         net.partition("T1a", "T2a")
         await net.settle()
         assert all(e._in.in_place is None for e in ends)
