@@ -2070,11 +2070,10 @@ class ClaimEngine:
         """The cached part of :meth:`_occupied`, each prefix with the moment time alone
         frees it (its last holder's expiry plus the §12.3 grace).  Kept until the cache
         changes other than by a claim's arrival (added in when next read:
-        :meth:`_take_in_arrivals`), a
-        denial mark changes, or a WITHDRAW's expiry puts a claim back (see _released);
-        time taking claims out only takes their prefixes out (:meth:`_taken_now`): inputs
-        ask several times each, timers often come with nothing changed, and a busy cache
-        changes mostly by arrivals."""
+        :meth:`_take_in_arrivals`), a denial mark changes, or a WITHDRAW's expiry puts a
+        claim back (see _released); time taking claims out only takes their prefixes out
+        (:meth:`_taken_now`): inputs ask several times each, timers often come with
+        nothing changed, and a busy cache changes mostly by arrivals."""
         taken = self._taken_now(kind)
         if taken is not None:
             return taken
