@@ -350,9 +350,6 @@ _ROOM_TYPES: Final = (ClaimType.PREFIX_IN_USE, ClaimType.CLAIM_TO_EXPAND, ClaimT
 # cache's.
 _ARRIVALS_KEPT: Final = 64
 
-# No withdrawn ranges (_finish, when we have no WITHDRAW of our own).
-_NOTHING: Final[frozenset[Prefix]] = frozenset()
-
 
 class ClaimEngine:
     """Claims, defends, renews and releases a domain's multicast space (module docstring)."""
@@ -772,12 +769,9 @@ class ClaimEngine:
         if self._started:
             self._plan()
         self._flush_outbox()
-        if self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
-            withdrawn = frozenset(
-                self._withdrawn_ranges(DOMAIN, now) + self._withdrawn_ranges(LOCAL, now)
-            )
-        else:
-            withdrawn = _NOTHING  # no WITHDRAW of ours: the usual case, asked at every input
+        withdrawn = frozenset(
+            self._withdrawn_ranges(DOMAIN, now) + self._withdrawn_ranges(LOCAL, now)
+        )
         if withdrawn != self._withdrawn:
             for prefix in sorted(withdrawn - self._withdrawn, key=str):
                 self._events.append(RangeWithdrawn(prefix, restored=False))
@@ -2458,10 +2452,6 @@ class ClaimEngine:
         for extends in (s.extends for s in self.scheduled):
             if extends is not None and extends == prefix:
                 return False
-        # Without a WITHDRAW of ours the whole prefix is usable (asked at every input,
-        # through next_deadline; our WITHDRAWs are rare).
-        if not self.cache.of_origin(ClaimType.WITHDRAW, self.config.local_domain):
-            return True
         return bool(self._usable_of(alloc, self._now))
 
     def _renewal_due(self, alloc: Allocation) -> bool:

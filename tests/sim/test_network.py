@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
@@ -206,18 +208,30 @@ async def _read_all(stream: SimStream, into: list[bytes]) -> None:
     into.append(b"<eof>")
 
 
-async def test_the_pump_hands_what_is_written_to_an_idle_reader_in_order() -> None:
-    """Written bytes go to the in-place reader, in the order written, and its parked task
-    wakes only for the EOF."""
+@asynccontextmanager
+async def _pumped(
+    reader: _InPlace,
+) -> AsyncIterator[tuple[SimStream, SimStream, list[bytes]]]:
+    """A stream pair through a running pump, ``reader`` reading its second end in place
+    and a task parked reading it the usual way: (first end, second end, what the task
+    read)."""
     pump = Pump()
     a, b = stream_pair(pump=pump)
-    reader = _InPlace()
     b.set_in_place_reader(reader)
     task_got: list[bytes] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(pump.run)
         nursery.start_soon(_read_all, b, task_got)
         await trio.testing.wait_all_tasks_blocked()
+        yield a, b, task_got
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_pump_hands_what_is_written_to_an_idle_reader_in_order() -> None:
+    """Written bytes go to the in-place reader, in the order written, and its parked task
+    wakes only for the EOF."""
+    reader = _InPlace()
+    async with _pumped(reader) as (a, _, task_got):
         a.send_nowait(b"one,")
         a.send_nowait(b"two,")
         await trio.testing.wait_all_tasks_blocked()
@@ -227,21 +241,13 @@ async def test_the_pump_hands_what_is_written_to_an_idle_reader_in_order() -> No
         await a.send_eof()
         await trio.testing.wait_all_tasks_blocked()
         assert task_got == [b"<eof>"]
-        nursery.cancel_scope.cancel()
 
 
 async def test_what_the_in_place_reader_declines_its_task_reads_in_order() -> None:
     """Declined bytes go back where they were: the reader task reads them, and what was
     written after them, in order (its loop was busy: the daemon's runner then queues)."""
-    pump = Pump()
-    a, b = stream_pair(pump=pump)
     reader = _InPlace(takes=False)
-    b.set_in_place_reader(reader)
-    task_got: list[bytes] = []
-    async with trio.open_nursery() as nursery:
-        await nursery.start(pump.run)
-        nursery.start_soon(_read_all, b, task_got)
-        await trio.testing.wait_all_tasks_blocked()
+    async with _pumped(reader) as (a, _, task_got):
         a.send_nowait(b"one,")
         await trio.testing.wait_all_tasks_blocked()
         assert reader.offered == [b"one,"] and task_got == [b"one,"]
@@ -252,7 +258,6 @@ async def test_what_the_in_place_reader_declines_its_task_reads_in_order() -> No
         a.send_eof_nowait()
         await trio.testing.wait_all_tasks_blocked()
         assert b"".join(task_got) == b"one,two,three<eof>" and reader.got == []
-        nursery.cancel_scope.cancel()
 
 
 async def test_without_a_parked_reader_task_or_after_eof_the_task_reads_them() -> None:
@@ -281,20 +286,12 @@ async def test_without_a_parked_reader_task_or_after_eof_the_task_reads_them() -
 async def test_a_reader_removed_is_offered_nothing() -> None:
     """A reader removed after bytes were written for it (its connection ended) is not
     offered them: the reader task reads them."""
-    pump = Pump()
-    a, b = stream_pair(pump=pump)
     reader = _InPlace()
-    b.set_in_place_reader(reader)
-    task_got: list[bytes] = []
-    async with trio.open_nursery() as nursery:
-        await nursery.start(pump.run)
-        nursery.start_soon(_read_all, b, task_got)
-        await trio.testing.wait_all_tasks_blocked()
+    async with _pumped(reader) as (a, b, task_got):
         a.send_nowait(b"x")  # queued for the pump
         b.set_in_place_reader(None)
         await trio.testing.wait_all_tasks_blocked()
         assert reader.offered == [] and task_got == [b"x"]
-        nursery.cancel_scope.cancel()
 
 
 async def test_what_an_in_place_reader_sends_is_offered_after_it_returns() -> None:
