@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/sim.py [SCENARIO] [--duration D] [--tlds N] [--children N]
                                        [--processes N] [--strategies] [--out DIR]
+                                       [--compiled]
 
 SCENARIO defaults to scenarios/strawman.toml (RFC 2909 Appendix B: 128 top-level domains,
 8,192 level-2 domains, 30 virtual days): the issue's performance goal is that it finishes in
@@ -10,11 +11,14 @@ at most 10 minutes wall and 4 GiB peak RSS on the 2-core CI machine.  ``--tlds``
 runs the scenario once per Appendix A strategy (rbo, first-fit, best-fit) in separate
 processes, so that each peak RSS is its own, and prints them side by side
 (docs/evaluation.md).  Each run's report.json goes to DIR/<strategy>/ when ``--out`` is given.
+``--compiled`` runs the same against the compiled build of this checkout (setup.py, mypyc;
+built and cached by benchmarks/compiled.py on first use, a few minutes).
 
 Printed per run: wall time, peak RSS, virtual days, domains, sessions, messages and octets,
 the global pool's and the leaves' utilization (addresses in use by MAASs / held), prefixes
 per domain, G-RIB size before and after aggregation, collisions, clashes, withdraws,
-sessions served at once, claim latency and the safety checker's verdict.
+sessions served at once, claim latency, the safety checker's verdict and the build (pure
+Python, or how many modules ran compiled).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from masc.sim.scenario_file import load_scenario, resolve
 from masc.sim.split import MAX_PROCESSES
 
 STRATEGIES = ("rbo", "first-fit", "best-fit")
-ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def one_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,6 +85,7 @@ def _row(label: str, result: dict[str, Any]) -> list[str]:
         f"{100 * t.get('fraction_served_at_once', 0):.1f} %",
         f"{t.get('latency_mean', 0) / 3600:.1f} h",
         "ok" if result["ok"] else "NOT OK",
+        f"compiled ({t['compiled_modules']})" if t.get("compiled_modules") else "pure",
     ]
 
 
@@ -97,6 +103,7 @@ HEADER = [
     "served at once",
     "latency",
     "result",
+    "build",
 ]
 
 
@@ -119,7 +126,15 @@ def main() -> int:
     parser.add_argument("--strategy", choices=STRATEGIES, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help="write each run's report.json under this directory")
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="run against the compiled build of this checkout (benchmarks/compiled.py)",
+    )
     args = parser.parse_args()
+    if args.compiled:
+        rest = [a for a in sys.argv[1:] if a != "--compiled"]
+        return subprocess.call([sys.executable, str(HERE / "compiled.py"), __file__, *rest])
     if args.processes is not None and not 1 <= args.processes <= MAX_PROCESSES:
         parser.error(f"--processes must be 1 to {MAX_PROCESSES}")
     # The nodes' own warnings ("cannot claim ... now") would bury the table.

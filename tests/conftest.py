@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from masc import compiled_modules
 from masc.daemon.logs import LOGGER_NAME
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """tests/test_compiled.py runs tests against the compiled build: this writes which
+    modules ran compiled, so that it can tell it did not test the pure ones instead."""
+    report = os.environ.get("MASC_TEST_REPORT_COMPILED")
+    if report:
+        import masc.sim.run  # noqa: F401  (imports every module the build compiles)
+
+        Path(report).write_text(json.dumps(compiled_modules()))
 
 
 @pytest.fixture(autouse=True)

@@ -179,12 +179,15 @@ class _Reconfigure:
     config: SessionConfig
 
 
-@dataclass(frozen=True, slots=True)
 class _ResetStart:
     """The Start half of a reset, once the closed connections are gone (``token`` says
-    which reset; a later admin event makes it stale)."""
+    which reset; a later admin event makes it stale).  Not a dataclass: mypyc (setup.py)
+    cannot build a dataclass with a field typed ``object``."""
 
-    token: object
+    __slots__ = ("token",)
+
+    def __init__(self, token: object) -> None:
+        self.token = token
 
 
 @dataclass(frozen=True, slots=True)

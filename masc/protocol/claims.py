@@ -11,15 +11,15 @@ how a free prefix is found and how the full state is replayed to a peer (§11.8)
 from __future__ import annotations
 
 import math
-import weakref
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Final
 
-from masc.protocol.constants import AddressFamily, ClaimType, Role
-from masc.protocol.wire.messages import Claim, DomainId, NodeId, Prefix
+from masc.protocol.constants import ClaimType, Role
+from masc.protocol.sharing import SharedClaim
+from masc.protocol.wire.messages import Claim, DomainId
 
 # §5.1.1: PREFIX_IN_USE > CLAIM_DENIED > CLAIM_TO_EXPAND > NEW_CLAIM.  The type codes are
 # already in that order (0 beats 3); PREFIX_MANAGED and WITHDRAW are never compared.
@@ -50,7 +50,13 @@ def is_hint(claim: Claim) -> bool:
     return claim.type is ClaimType.NEW_CLAIM and int(claim.prefix.network_address) == 0
 
 
-Identity = tuple[Role, bool, ClaimType, AddressFamily, int, int, int, DomainId, NodeId, Prefix]
+# (Role, D-bit, Type, AddrFam, Timestamp, Lifetime, Holdtime, Origin Domain, Origin Node,
+# Prefix), see _identity; and (Type, Origin Domain).  Typed as tuples of any length so
+# that the compiled build (setup.py) keeps them the Python objects that are shared: it
+# holds a fixed-length tuple unboxed, and every dict it went into would get a copy of its
+# own (half again the claim caches' memory at 16 x 64).
+Identity = tuple[object, ...]
+OriginKey = tuple[object, ...]
 
 
 def same_subject(a: Claim, b: Claim) -> bool:
@@ -92,31 +98,22 @@ def _identity(claim: Claim) -> Identity:
     )
 
 
-class _Shared(weakref.ref[Claim]):
-    """The process's copy of one claim, weakly held, with its identity tuple."""
-
-    __slots__ = ("claim_id", "identity", "value_key")
-    identity: Identity
-    value_key: tuple[Identity, tuple[object, ...]]
-    claim_id: int
-
-
 # Every claim cached in this process, by value (every field): one parent's relay reaches
 # all its children, and engines in one process (the simulator's thousands) then share one
 # Claim, one prefix object and one identity tuple per claim instead of holding a copy
 # each (the tuple is what the caches' indexes are keyed by).  Weak: a claim leaves when
 # no cache holds it.  _KNOWN finds the entry from the shared object itself.
-_BY_VALUE: dict[tuple[Identity, tuple[object, ...]], _Shared] = {}
-_KNOWN: dict[int, _Shared] = {}
+_BY_VALUE: dict[tuple[object, ...], SharedClaim] = {}
+_KNOWN: dict[int, SharedClaim] = {}
 
 
 # The (Type, Origin Domain) keys of every cache's index, one tuple per pair: a few types
 # times the domains heard of, where each cache holding its own was millions at the
 # strawman's scale.
-_ORIGIN_KEYS: dict[tuple[ClaimType, DomainId], tuple[ClaimType, DomainId]] = {}
+_ORIGIN_KEYS: dict[OriginKey, OriginKey] = {}
 
 
-def _forget(ref: _Shared) -> None:
+def _forget(ref: SharedClaim) -> None:
     if _BY_VALUE.get(ref.value_key) is ref:
         del _BY_VALUE[ref.value_key]
     if _KNOWN.get(ref.claim_id) is ref:
@@ -129,13 +126,13 @@ def shared(claim: Claim) -> Claim:
     if id(claim) in _KNOWN:
         return claim
     key = _identity(claim)
-    value_key = (key, claim.parameters)
+    value_key: tuple[object, ...] = (key, claim.parameters)
     found = _BY_VALUE.get(value_key)
     if found is not None:
         existing = found()
         if existing is not None:
             return existing
-    ref = _Shared(claim, _forget)
+    ref = SharedClaim(claim, _forget)
     ref.identity, ref.value_key, ref.claim_id = key, value_key, id(claim)
     _BY_VALUE[value_key] = _KNOWN[id(claim)] = ref
     return claim
@@ -218,7 +215,7 @@ class ClaimCache:
         self._entries: dict[Identity, CacheEntry] = {}
         # Short lists, not dicts: a node caches a few entries per origin and type, for
         # thousands of origins, and a dict per pair cost more than the entries.
-        self._by_origin: dict[tuple[ClaimType, DomainId], list[CacheEntry]] = {}
+        self._by_origin: dict[OriginKey, list[CacheEntry]] = {}
         # Only the CHILD role is asked for often (a parent's children's claims); a leaf
         # caches mostly its siblings', and an index of those cost more than it saved.
         self._children: dict[Identity, CacheEntry] = {}
@@ -324,7 +321,7 @@ class ClaimCache:
         ):
             superseded = self._remove(identity(newest.claim))  # held no less long
         self._entries[key] = entry
-        pair = (c.type, c.origin_domain)
+        pair: OriginKey = (c.type, c.origin_domain)
         same = self._by_origin.get(pair)
         if same is None:
             # One key tuple per pair for the whole process, not one per cache holding it.
@@ -443,7 +440,7 @@ class ClaimCache:
             while i < len(order) and order[i].expires <= now:
                 i += 1
             if i < len(order):
-                live_from = order[i].expires
+                live_from = float(order[i].expires)  # a float variable (compiled build)
                 times.append(live_from)
         answer = min(times) if times else None
         self._next_watched_memo = (self._watched_version, self.grace, now, live_from, answer)

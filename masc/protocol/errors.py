@@ -18,7 +18,7 @@ session is Established; see docs/conformance.md.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from masc.protocol.constants import MAX_NOTIFICATION_DATA
 
@@ -177,7 +177,7 @@ class ProtocolError(Exception):
     error when the state requires it (for instance before the session is Established).
     """
 
-    code: ErrorCode
+    code: ClassVar[ErrorCode]  # each subclass's own (a class attribute, also when compiled)
 
     def __init__(
         self,

@@ -57,6 +57,7 @@ from typing import Any, Final
 
 import trio
 
+from masc import compiled_modules
 from masc.protocol.events import SpaceKind
 from masc.protocol.session import SessionStats
 from masc.protocol.space import collapse, covers
@@ -528,6 +529,7 @@ def build_report(
     nodes = sum(p.nodes for p in parts)
     totals = _totals(samples, domains, demand, counts, nodes)
     totals["processes"] = len(parts)
+    totals["compiled_modules"] = len(compiled_modules())  # 0: pure Python (setup.py)
     series = {name: [getattr(s, name) for s in samples] for name in SERIES}
     safety = [str(v) for v in violations]
     return Report(

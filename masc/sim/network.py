@@ -50,10 +50,10 @@ import logging
 import random
 import sys
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from types import TracebackType
 from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
@@ -483,7 +483,7 @@ class SimNetwork:
         # and what carries the sessions to the others.
         self.local = frozenset(topology.nodes) if local is None else frozenset(local)
         if not self.local <= topology.nodes.keys():
-            raise SimError(f"no nodes {sorted(self.local - topology.nodes.keys())}")
+            raise SimError(f"no nodes {sorted(n for n in self.local if n not in topology.nodes)}")
         # ... and their domains (all of them, nodeless ones included, when it runs all).
         self.local_domains = (
             frozenset(topology.domains)
@@ -583,13 +583,9 @@ class SimNetwork:
             task_status.started()
             await trio.sleep_forever()
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[SimNetwork]:
+    def running(self) -> _Running:
         """``async with net.running():`` runs the network for the body of the block."""
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.run)
-            yield self
-            nursery.cancel_scope.cancel()
+        return _Running(self)
 
     def now(self) -> float:
         """The engines' clock: Unix seconds."""
@@ -949,6 +945,36 @@ class SimNetwork:
     def check_safety(self) -> list[Violation]:
         """:func:`~masc.sim.safety.check_safety` over the running nodes, now."""
         return check_safety(self.topology, self.engines(), now=self.now())
+
+
+class _Running:
+    """:meth:`SimNetwork.running`'s context manager: the network runs in a nursery of its
+    own for the body of the block.  A class, not an ``asynccontextmanager`` generator:
+    mypyc (setup.py) compiles no async generators."""
+
+    def __init__(self, net: SimNetwork) -> None:
+        self._net = net
+        self._manager = trio.open_nursery()
+        self._nursery: trio.Nursery | None = None
+
+    async def __aenter__(self) -> SimNetwork:
+        self._nursery = await self._manager.__aenter__()
+        try:
+            await self._nursery.start(self._net.run)
+        except BaseException as error:
+            if not await self._manager.__aexit__(type(error), error, error.__traceback__):
+                raise
+        return self._net
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        return bool(await self._manager.__aexit__(kind, error, traceback))
 
 
 def _traffic(node: SimNode) -> Counter[str]:

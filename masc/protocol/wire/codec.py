@@ -273,8 +273,12 @@ def check_header(frame: bytes) -> MessageType:
     return message_type
 
 
-def decode(frame: bytes) -> Message:
-    """Decode one complete message; raises only ProtocolError subclasses."""
+def decode(frame: bytes | bytearray) -> Message:
+    """Decode one complete message; raises only ProtocolError subclasses.  A bytearray is
+    copied to bytes first: the decoders below take bytes (the compiled build, setup.py,
+    enforces their annotations)."""
+    if not isinstance(frame, bytes):
+        frame = bytes(frame)
     message_type = check_header(frame)
     if message_type is MessageType.UPDATE:
         return decode_update(frame)

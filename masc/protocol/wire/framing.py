@@ -38,7 +38,7 @@ class Framer:
         self._start = 0
         self._broken = False
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         if self._broken:
             raise CoreMisuse("framer used after a Bad Message Length")
         self._buffer += data
