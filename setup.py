@@ -10,7 +10,8 @@ first; it also needs a C compiler and the Python headers::
     pip install mypy setuptools wheel .
     MASC_COMPILE=1 pip install --no-build-isolation --force-reinstall --no-deps .
 
-``MASC_COMPILE_OPT`` sets the C optimization level (0-3, default 3).
+``MASC_COMPILE_OPT`` sets the C optimization level (0-3, default 3), ``MASC_COMPILE_C_DIR``
+where the generated C goes (default ``build``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from setuptools import setup
 
 # Compiled together as one group (calls between them are C calls).  Not here: the wire
 # messages (claims.shared keeps weak references to Claims, which compiled classes cannot
-# have); modules whose dataclasses cross between simulation processes by pickle
-# (masc.sim.metrics, masc.sim.split, masc.sim.safety), which compiled frozen dataclasses do
-# not survive; and everything off the per-message path.
+# have) and masc.protocol.sharing (a weakref.ref subclass); modules whose frozen
+# dataclasses cross between simulation processes by pickle (masc.sim.metrics, split,
+# safety), which compiled frozen dataclasses do not survive (a mutable one does:
+# masc.sim.demand's DomainDemand); and everything off the per-message path.
 COMPILED = [
     "masc/protocol/allocation.py",
     "masc/protocol/claims.py",
@@ -51,7 +53,14 @@ def _ext_modules() -> list[object]:
         return []
     from mypyc.build import mypycify
 
-    return list(mypycify(COMPILED, opt_level=os.environ.get("MASC_COMPILE_OPT", "3")))
+    return list(
+        mypycify(
+            COMPILED,
+            opt_level=os.environ.get("MASC_COMPILE_OPT", "3"),
+            # Where the generated C goes (benchmarks/compiled.py: a directory per build).
+            target_dir=os.environ.get("MASC_COMPILE_C_DIR", "build"),
+        )
+    )
 
 
 if __name__ == "__main__":  # as setuptools runs it; benchmarks/compiled.py reads COMPILED

@@ -114,7 +114,9 @@ def table(rows: list[list[str]]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # No abbreviations: --compiled re-runs this script without it, and "--comp" would
+    # re-run it forever.
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("scenario", nargs="?", default=str(ROOT / "scenarios" / "strawman.toml"))
     parser.add_argument("--duration", help="override the scenario's (e.g. 2d)")
     parser.add_argument("--tlds", type=int, help="strawman: top-level domains")

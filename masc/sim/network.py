@@ -51,6 +51,7 @@ import random
 import sys
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from types import TracebackType
@@ -954,16 +955,17 @@ class _Running:
 
     def __init__(self, net: SimNetwork) -> None:
         self._net = net
-        self._manager = trio.open_nursery()
+        self._manager: AbstractAsyncContextManager[trio.Nursery] | None = None
         self._nursery: trio.Nursery | None = None
 
     async def __aenter__(self) -> SimNetwork:
+        self._manager = trio.open_nursery()
         self._nursery = await self._manager.__aenter__()
         try:
             await self._nursery.start(self._net.run)
         except BaseException as error:
-            if not await self._manager.__aexit__(type(error), error, error.__traceback__):
-                raise
+            await self._manager.__aexit__(type(error), error, error.__traceback__)
+            raise  # the body never runs (as a generator that failed before its yield)
         return self._net
 
     async def __aexit__(
@@ -972,7 +974,7 @@ class _Running:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        assert self._nursery is not None
+        assert self._manager is not None and self._nursery is not None
         self._nursery.cancel_scope.cancel()
         return bool(await self._manager.__aexit__(kind, error, traceback))
 
