@@ -133,7 +133,11 @@ def main() -> int:
     if not argv or argv[0] in ("-h", "--help", "--opt"):
         print(__doc__, file=sys.stderr)
         return 2
-    run = tree(build(opt))
+    built = build(opt)
+    run = tree(built)
+    if stamp(opt) != built.name:  # edited while compiling: the copy is not what was built
+        shutil.rmtree(run, ignore_errors=True)
+        sys.exit("the sources changed while compiling; run again")
     try:
         path = os.pathsep.join(p for p in (str(run), os.environ.get("PYTHONPATH", "")) if p)
         # PYTHONSAFEPATH: neither the working directory nor the script's may put the
