@@ -2,6 +2,7 @@
 
     python benchmarks/compiled.py [--opt N] SCRIPT [ARGS...]
     python benchmarks/compiled.py [--opt N] -m MODULE [ARGS...]
+    python benchmarks/compiled.py [--opt N] --build-only
 
 The modules setup.py lists are compiled once per content (cached under
 build/compiled/<hash of every masc source, setup.py, pyproject.toml and the versions of
@@ -9,7 +10,9 @@ Python, mypy, trio and pydantic>), then a fresh copy of this checkout's ``masc``
 with the compiled modules beside their sources is put first on PYTHONPATH, and the command
 runs with this interpreter.  A compiled module loads instead of its ``.py`` (Python prefers
 an extension module in the same directory); every other module is the checkout's current
-source.  ``--opt`` (C optimization level 0-3, default 3) must come first.
+source.  ``--opt`` (C optimization level 0-3, default 3) must come first.  ``--build-only``
+builds (or finds) the build and runs nothing: the test suite starts it in the background
+when it will run tests/test_compiled.py (tests/conftest.py).
 
 Compiling takes about two minutes (``--opt 0``: a little less; the C code is the same).
 Needs mypy, setuptools, a C compiler and the Python headers.  Old builds stay until
@@ -66,6 +69,10 @@ def build(opt: str) -> Path:
     BUILDS.mkdir(parents=True, exist_ok=True)
     with (BUILDS / "lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # Only the lock's holder builds: a temporary directory seen now is a build that
+        # was stopped half-way (the test suite stops its early build when it ends first).
+        for stopped in BUILDS.glob("building-*"):
+            shutil.rmtree(stopped, ignore_errors=True)
         if not out.exists():
             _compile(out, opt)
     return out
@@ -130,10 +137,17 @@ def main() -> int:
     opt = "3"
     if argv[:1] == ["--opt"] and len(argv) > 1 and argv[1] in ("0", "1", "2", "3"):
         opt, argv = argv[1], argv[2:]
-    if not argv or argv[0] in ("-h", "--help", "--opt"):
+    if (
+        not argv
+        or argv[0] in ("-h", "--help", "--opt")
+        or (argv[0] == "--build-only" and len(argv) > 1)
+    ):
         print(__doc__, file=sys.stderr)
         return 2
     built = build(opt)
+    if argv == ["--build-only"]:
+        print(built)
+        return 0
     run = tree(built)
     if stamp(opt) != built.name:  # edited while compiling: the copy is not what was built
         shutil.rmtree(run, ignore_errors=True)

@@ -24,8 +24,7 @@ COMPILED_PY = ROOT / "benchmarks" / "compiled.py"
 # The tests of what the build compiles (setup.py's COMPILED), the property tests that feed
 # the codec and the engine arbitrary input, and real daemon processes over TCP (one file of
 # tests/e2e, 25 s: it runs ``masc run`` with this interpreter and environment, so compiled;
-# all of tests/e2e would add over two minutes to CI, which this test already lengthens by
-# the build's two).
+# all of tests/e2e would add over two minutes to CI).
 SUITES = [
     "tests/protocol",
     "tests/properties",

@@ -19,6 +19,7 @@ from typing import Final
 
 from masc.protocol.constants import ClaimType, Role
 from masc.protocol.sharing import SharedClaim
+from masc.protocol.space import same, scope_of
 from masc.protocol.wire.messages import Claim, DomainId
 
 # §5.1.1: PREFIX_IN_USE > CLAIM_DENIED > CLAIM_TO_EXPAND > NEW_CLAIM.  The type codes are
@@ -51,10 +52,10 @@ def is_hint(claim: Claim) -> bool:
 
 
 # (Role, D-bit, Type, AddrFam, Timestamp, Lifetime, Holdtime, Origin Domain, Origin Node,
-# Prefix), see _identity; and (Type, Origin Domain).  Typed as tuples of any length so
-# that the compiled build (setup.py) keeps them the Python objects that are shared: it
-# holds a fixed-length tuple unboxed, and every dict it went into would get a copy of its
-# own (half again the claim caches' memory at 16 x 64).
+# first address, prefix length, scope), see _identity; and (Type, Origin Domain).  Typed
+# as tuples of any length so that the compiled build (setup.py) keeps them the Python
+# objects that are shared: it holds a fixed-length tuple unboxed, and every dict it went
+# into would get a copy of its own (half again the claim caches' memory at 16 x 64).
 Identity = tuple[object, ...]
 OriginKey = tuple[object, ...]
 
@@ -64,11 +65,11 @@ def same_subject(a: Claim, b: Claim) -> bool:
     Role, Type, Origin Domain and Node and prefix (the prefix fixes the family); the
     timestamp, the lifetimes and the Deprecated bit may differ."""
     return (
-        a.prefix == b.prefix
-        and a.origin_node == b.origin_node
+        a.origin_node == b.origin_node
         and a.origin_role is b.origin_role
         and a.type is b.type
         and a.origin_domain == b.origin_domain
+        and same(a.prefix, b.prefix)
     )
 
 
@@ -84,6 +85,11 @@ def identity(claim: Claim) -> Identity:
 
 
 def _identity(claim: Claim) -> Identity:
+    # The prefix as (first address, length, IPv6 scope): with the family beside them that
+    # is the same equality (space.same), and ints hash in C.  The caches' dicts hash this
+    # tuple on every lookup (tuples do not keep their hash), and ipaddress hashes a prefix
+    # in Python.
+    prefix = claim.prefix
     return (
         claim.origin_role,
         claim.deprecated,
@@ -94,7 +100,9 @@ def _identity(claim: Claim) -> Identity:
         claim.holdtime,
         claim.origin_domain,
         claim.origin_node,
-        claim.prefix,
+        int(prefix.network_address),
+        prefix.prefixlen,
+        scope_of(prefix),
     )
 
 
@@ -187,6 +195,24 @@ class CacheEntry:
         return self.expires > now
 
 
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """The newest cached entry of ``claim``'s subject (None: none), as of cache
+    ``version``."""
+
+    claim: Claim
+    version: int
+    entry: CacheEntry | None
+
+
+def _stale(claim: Claim, newest: CacheEntry | None) -> bool:
+    return (
+        newest is not None
+        and claim.timestamp < newest.claim.timestamp
+        and claim.timestamp + claim.holdtime <= newest.expires
+    )
+
+
 def _insort(order: list[CacheEntry], entry: CacheEntry) -> None:
     """Put ``entry`` in an expiry order after those expiring no later (as ``insort``):
     most arrivals are the newest claims and expire last, so they go at the end without a
@@ -269,24 +295,29 @@ class ClaimCache:
 
     def _newest_of_subject(self, claim: Claim) -> CacheEntry | None:
         """The cached entry of ``claim``'s subject with the latest timestamp, if any."""
-        same = [
+        found = [
             e
             for e in self.of_origin(claim.type, claim.origin_domain)
             if same_subject(claim, e.claim)
         ]
-        return max(same, key=lambda e: e.claim.timestamp) if same else None
+        return max(found, key=lambda e: e.claim.timestamp) if found else None
 
-    def stale(self, claim: Claim, newest: CacheEntry | None = None) -> bool:
+    def newest(self, claim: Claim) -> Newest:
+        """:meth:`_newest_of_subject` with the cache's version, for :meth:`stale` and
+        :meth:`add` to share while the cache is unchanged: the engine asks both about each
+        claim it receives, and each look scans the cached claims of the claim's origin."""
+        return Newest(claim, self.version, self._newest_of_subject(claim))
+
+    def _newest_now(self, claim: Claim, newest: Newest | None) -> CacheEntry | None:
+        if newest is not None and newest.claim is claim and newest.version == self.version:
+            return newest.entry
+        return self._newest_of_subject(claim)
+
+    def stale(self, claim: Claim, newest: Newest | None = None) -> bool:
         """Whether :meth:`add` would refuse ``claim`` as an older copy arriving late: the
         newest cached entry of its subject is newer and holds at least as long (choice
-        103).  ``newest``: that entry, if the caller has looked it up already."""
-        if newest is None:
-            newest = self._newest_of_subject(claim)
-        return (
-            newest is not None
-            and claim.timestamp < newest.claim.timestamp
-            and claim.timestamp + claim.holdtime <= newest.expires
-        )
+        103).  ``newest``: :meth:`newest` of ``claim``, if the caller has it already."""
+        return _stale(claim, self._newest_now(claim, newest))
 
     def _is_watched(self, claim: Claim) -> bool:
         return (
@@ -296,7 +327,7 @@ class ClaimCache:
             or claim.type is ClaimType.WITHDRAW
         )
 
-    def add(self, entry: CacheEntry) -> bool:
+    def add(self, entry: CacheEntry, newest: Newest | None = None) -> bool:
         """Store ``entry``; False (and nothing stored) if it is a duplicate or stale.
 
         A renewal announces the same prefix again with a new timestamp, which makes a new
@@ -305,29 +336,30 @@ class ClaimCache:
         thing.  So a newer entry of the same subject (:func:`same_subject`) that holds at
         least as long replaces the older one, and an older one arriving late (over a
         slower path) is stale: not stored, and so not passed on (docs/conformance.md
-        choice 103)."""
+        choice 103).  ``newest``: :meth:`newest` of the entry's claim, if the caller has it
+        (used only if the cache has not changed since)."""
         c = entry.claim
         key = identity(c)
         if key in self._entries:
             return False
-        newest = self._newest_of_subject(c)
-        if self.stale(c, newest):
+        latest = self._newest_now(c, newest)
+        if _stale(c, latest):
             return False  # the newer entry says all this one does
         superseded = None
         if (
-            newest is not None
-            and c.timestamp > newest.claim.timestamp
-            and entry.expires >= newest.expires
+            latest is not None
+            and c.timestamp > latest.claim.timestamp
+            and entry.expires >= latest.expires
         ):
-            superseded = self._remove(identity(newest.claim))  # held no less long
+            superseded = self._remove(identity(latest.claim))  # held no less long
         self._entries[key] = entry
         pair: OriginKey = (c.type, c.origin_domain)
-        same = self._by_origin.get(pair)
-        if same is None:
+        bucket = self._by_origin.get(pair)
+        if bucket is None:
             # One key tuple per pair for the whole process, not one per cache holding it.
             self._by_origin[_ORIGIN_KEYS.setdefault(pair, pair)] = [entry]
         else:
-            same.append(entry)
+            bucket.append(entry)
         if c.origin_role is Role.CHILD:
             self._children[key] = entry
         _insort(self._expiry, entry)
@@ -388,9 +420,9 @@ class ClaimCache:
         c = entry.claim
         del self._entries[key]
         self._changed(c, -1)
-        same = self._by_origin[(c.type, c.origin_domain)]
-        del same[next(i for i, e in enumerate(same) if e is entry)]
-        if not same:
+        bucket = self._by_origin[(c.type, c.origin_domain)]
+        del bucket[next(i for i, e in enumerate(bucket) if e is entry)]
+        if not bucket:
             del self._by_origin[(c.type, c.origin_domain)]
         if c.origin_role is Role.CHILD:
             del self._children[key]

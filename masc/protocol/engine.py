@@ -104,6 +104,7 @@ from masc.protocol.space import (
     covers,
     host_bits_for,
     overlaps,
+    same,
     span_of,
     spans_of,
     subtract,
@@ -850,9 +851,12 @@ class ClaimEngine:
         if claim.timestamp + claim.holdtime <= now:
             return
         stored = relabelled(claim, role)
-        if stored in self.cache or self.cache.stale(stored):
+        if stored in self.cache:
             # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
             # another path must not earn its sender a NOTIFICATION the first copy did not.
+            return
+        newest = self.cache.newest(stored)  # for the stale test and, if unchanged, add
+        if self.cache.stale(stored, newest):
             # So is an older copy of what a renewal replaced (choice 103): taken afresh it
             # could collide with the renewal, or be refused where the renewal was not.
             return
@@ -891,7 +895,7 @@ class ClaimEngine:
             raise
         if entry is None:
             return
-        if self.cache.add(entry):
+        if self.cache.add(entry, newest):
             self._propagate(entry, exclude=nb.key)
 
     def _third_party_refused(self, nb: Neighbor, claim: Claim, role: Role) -> bool:
@@ -2058,7 +2062,7 @@ class ClaimEngine:
         taken += self._cache_taken(kind)
         if ignore is None:
             return taken
-        return [p for p in taken if p != ignore]
+        return [p for p in taken if not same(p, ignore)]
 
     def _cache_taken(self, kind: SpaceKind) -> dict[Prefix, float]:
         """The cached part of :meth:`_occupied`, each prefix with the moment time alone
@@ -2446,11 +2450,10 @@ class ClaimEngine:
             return False
         prefix = alloc.prefix
         for extends in (p.extends for p in self.pending):
-            # (`None == prefix` would reach ipaddress's __eq__ through an AttributeError.)
-            if extends is not None and extends == prefix:
+            if extends is not None and same(extends, prefix):
                 return False
         for extends in (s.extends for s in self.scheduled):
-            if extends is not None and extends == prefix:
+            if extends is not None and same(extends, prefix):
                 return False
         return bool(self._usable_of(alloc, self._now))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import IPv6Network
+from ipaddress import IPv6Network, ip_network
 from typing import Any
 
 import pytest
@@ -161,6 +161,26 @@ def test_s11_1_a_difference_in_any_listed_field_is_not_a_duplicate(field: str) -
     assert len(cache) == (1 if field == "Claim Timestamp" else 2)
 
 
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("0.0.0.0/24", "::/24"),  # the same number and length in the two families
+        ("ff3e::/120", "ff3e::%eth0/120"),  # an IPv6 scope, as ipaddress's == has it
+    ],
+)
+def test_s11_1_prefixes_equal_as_numbers_but_not_as_prefixes_are_not_duplicates(
+    a: str, b: str
+) -> None:
+    """The identity holds the prefix as numbers (claims._identity): still the prefix's own
+    equality."""
+    first, second = (replace(BASE, prefix=ip_network(p)) for p in (a, b))
+    assert identity(first) != identity(second)
+    cache = ClaimCache(GRACE)
+    assert cache.add(CacheEntry(first, "s", None))
+    assert cache.add(CacheEntry(second, "s", None))
+    assert len(cache) == 2
+
+
 # --- renewals replace what they renew (docs/conformance.md choice 103) ----------------------
 
 
@@ -193,6 +213,32 @@ def test_stale_tells_the_engine_before_it_handles_an_older_copy() -> None:
     longer = replace(BASE, holdtime=BASE.holdtime + 1_000_000)  # outlives the renewal
     assert not cache.stale(longer)
     assert not cache.stale(replace(BASE, origin_node=NodeId(9)))  # another subject
+
+
+def test_a_newest_hint_is_used_only_while_the_cache_is_unchanged() -> None:
+    """The engine looks up a claim's newest cached subject once, for ``stale`` and then
+    ``add``; a hint taken before the cache changed (or for another claim) is not used."""
+    cache = ClaimCache(GRACE)
+    renewal = replace(BASE, timestamp=BASE.timestamp + 172_800)
+    hint = cache.newest(renewal)
+    assert hint.entry is None and not cache.stale(renewal, hint)
+    cache.add(CacheEntry(BASE, "s", None))  # the cache changed since the hint
+    assert cache.add(CacheEntry(renewal, "s", None), hint)
+    assert BASE not in cache, "the stale hint (no entry) was used: BASE was not replaced"
+    # Taken now, the hint names the renewal: an older copy is stale with it and refused.
+    old_hint = cache.newest(BASE)
+    assert old_hint.entry is not None and old_hint.entry.claim is renewal
+    assert cache.stale(BASE, old_hint) and not cache.add(CacheEntry(BASE, "s", None), old_hint)
+    # A hint for another claim is not used for this one.
+    other = replace(BASE, origin_node=NodeId(9))
+    assert cache.add(CacheEntry(other, "s", None), old_hint)
+    assert other in cache and renewal in cache
+
+
+def test_stale_without_a_cached_subject_is_not_stale() -> None:
+    cache = ClaimCache(GRACE)
+    assert cache.newest(BASE).entry is None
+    assert not cache.stale(BASE, cache.newest(BASE)) and not cache.stale(BASE)
 
 
 def test_a_newer_claim_that_holds_less_long_does_not_replace_the_older() -> None:

@@ -610,6 +610,26 @@ def test_choice_104_a_prefix_due_beyond_half_a_cycle_is_merged_at_its_own_renewa
     assert sizes == [1, 2, 2]
 
 
+def test_choice_104_a_prefix_waiting_to_retry_its_renewal_is_not_taken_along() -> None:
+    """As in the first choice-104 test, but the second prefix waits to retry a renewal
+    that could not be sent (``renew_retry_at``, which _send_claim sets when no parent can
+    take the renewal): the first renews alone, and the second at its own time."""
+    net = world(allocator=AllocatorConfig(renew_interval=6 * DAY))
+    first = allocated(net)
+    start = net.now
+    second = _apart_from(first)
+    net.call("x", "claim", 256, prefix=second, at=net.now + 1)
+    net.run_for(WAIT + 10)
+    alloc = net["x"].allocations[(DOMAIN, second)]
+    alloc.renew_retry_at = start + 7 * DAY  # past the first's renewal, before its own
+    net.clear()
+    net.run_until(start + 10 * DAY)
+    renewals = _updates_to(net, "p", ClaimType.CLAIM_TO_EXPAND)
+    assert [p for _, p in renewals] == [[first], [second]]
+    assert renewals[0][0] >= start + 6 * DAY
+    assert renewals[1][0] >= start + 8 * DAY  # its own time: 48 h later, past the retry
+
+
 def test_choice_104_only_whole_renewals_are_taken_along() -> None:
     """Two /24s, 60 hours apart, each half used (300 of 512 in use) and a /26 left over:
     the first renewal halves one /24.  The other would also be halved if judged against

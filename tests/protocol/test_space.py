@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +20,7 @@ from masc.protocol.space import (
     overlaps,
     prefix_at,
     prefix_length_for,
+    same,
     subtract,
 )
 from masc.protocol.wire.messages import Prefix
@@ -92,9 +93,24 @@ any_prefixes = st.one_of(
 def test_covers_and_overlaps_agree_with_ipaddress(a: Prefix, b: Prefix) -> None:
     """They read ipaddress's private fields for speed (space.py): this is the check that
     those still mean what they meant."""
-    same = a.version == b.version
-    assert covers(a, b) == (same and b.subnet_of(a))  # type: ignore[arg-type]
-    assert overlaps(a, b) == (same and a.overlaps(b))
+    same_family = a.version == b.version
+    assert covers(a, b) == (same_family and b.subnet_of(a))  # type: ignore[arg-type]
+    assert overlaps(a, b) == (same_family and a.overlaps(b))
+    assert same(a, b) == (a == b)
+    twin = type(a)((a.network_address, a.prefixlen))  # equal, another object
+    assert same(a, twin) and same(twin, a)
+
+
+def test_same_tells_apart_lengths_families_and_addresses() -> None:
+    a = ip_network("239.1.0.0/16")
+    assert same(a, ip_network("239.1.0.0/16"))
+    assert not same(a, ip_network("239.1.0.0/17"))
+    assert not same(a, ip_network("239.2.0.0/16"))
+    # The same number and length in the other family is another prefix.
+    assert not same(ip_network("::/16"), ip_network("0.0.0.0/16"))
+    # So is a scoped one, as ipaddress's == has it.
+    assert not same(ip_network("ff0e::%eth0/16"), ip_network("ff0e::/16"))
+    assert same(ip_network("ff0e::%eth0/16"), ip_network("ff0e::%eth0/16"))
 
 
 @given(
