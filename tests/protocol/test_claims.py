@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import replace
 from ipaddress import IPv6Network, ip_network
 from typing import Any
@@ -17,6 +18,7 @@ from masc.protocol.claims import (
     COMPARABLE,
     CacheEntry,
     ClaimCache,
+    _insort,
     identity,
     is_hint,
     precedence,
@@ -507,3 +509,18 @@ def test_shared_forgets_a_claim_no_one_holds() -> None:
     assert (len(_KNOWN), len(_BY_VALUE)) == (before[0] + 1, before[1] + 1)
     del c
     assert (len(_KNOWN), len(_BY_VALUE)) == before
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(0, 20), max_size=40))
+def test_the_expiry_order_is_insorts_after_equal_keys(holds: list[int]) -> None:
+    """claims._insort (which appends without a search when it can) gives the order of
+    ``insort(..., key=)``: entries expiring together in the order they came."""
+    order: list[CacheEntry] = []
+    expected: list[CacheEntry] = []
+    for i, hold in enumerate(holds):
+        c = replace(BASE, timestamp=int(T0), holdtime=hold, origin_node=NodeId(i))
+        entry = CacheEntry(c, "s", None)
+        _insort(order, entry)
+        insort(expected, entry, key=lambda e: e.expires)
+    assert [id(e) for e in order] == [id(e) for e in expected]
