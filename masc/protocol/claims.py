@@ -195,16 +195,6 @@ class CacheEntry:
         return self.expires > now
 
 
-@dataclass(frozen=True, slots=True)
-class Newest:
-    """The newest cached entry of ``claim``'s subject (None: none), as of cache
-    ``version``."""
-
-    claim: Claim
-    version: int
-    entry: CacheEntry | None
-
-
 def _stale(claim: Claim, newest: CacheEntry | None) -> bool:
     return (
         newest is not None
@@ -268,6 +258,8 @@ class ClaimCache:
         # before its time: anything but NEW_CLAIM / CLAIM_TO_EXPAND / PREFIX_IN_USE.
         self.room_version = 0
         self.version = 0  # bumped on every change
+        # (claim, version, answer) of the last _newest_of_subject.
+        self._newest_memo: tuple[Claim | None, int, CacheEntry | None] = (None, -1, None)
         # Bumped on every change that can change which cached claims hold room but a
         # claim's arrival (NEW_CLAIM, CLAIM_TO_EXPAND or PREFIX_IN_USE, superseding an
         # older entry or not) and purge's removals: a WITHDRAW's arrival (it releases the
@@ -294,30 +286,27 @@ class ClaimCache:
         return identity(claim) in self._entries
 
     def _newest_of_subject(self, claim: Claim) -> CacheEntry | None:
-        """The cached entry of ``claim``'s subject with the latest timestamp, if any."""
+        """The cached entry of ``claim``'s subject with the latest timestamp, if any.  The
+        last answer is kept while the cache is unchanged: the engine asks :meth:`stale` and
+        then :meth:`add` about each claim it receives, and each look scans the cached
+        claims of the claim's origin."""
+        known, version, answer = self._newest_memo
+        if known is claim and version == self.version:
+            return answer
         found = [
             e
             for e in self.of_origin(claim.type, claim.origin_domain)
             if same_subject(claim, e.claim)
         ]
-        return max(found, key=lambda e: e.claim.timestamp) if found else None
+        answer = max(found, key=lambda e: e.claim.timestamp) if found else None
+        self._newest_memo = (claim, self.version, answer)
+        return answer
 
-    def newest(self, claim: Claim) -> Newest:
-        """:meth:`_newest_of_subject` with the cache's version, for :meth:`stale` and
-        :meth:`add` to share while the cache is unchanged: the engine asks both about each
-        claim it receives, and each look scans the cached claims of the claim's origin."""
-        return Newest(claim, self.version, self._newest_of_subject(claim))
-
-    def _newest_now(self, claim: Claim, newest: Newest | None) -> CacheEntry | None:
-        if newest is not None and newest.claim is claim and newest.version == self.version:
-            return newest.entry
-        return self._newest_of_subject(claim)
-
-    def stale(self, claim: Claim, newest: Newest | None = None) -> bool:
+    def stale(self, claim: Claim) -> bool:
         """Whether :meth:`add` would refuse ``claim`` as an older copy arriving late: the
         newest cached entry of its subject is newer and holds at least as long (choice
-        103).  ``newest``: :meth:`newest` of ``claim``, if the caller has it already."""
-        return _stale(claim, self._newest_now(claim, newest))
+        103)."""
+        return _stale(claim, self._newest_of_subject(claim))
 
     def _is_watched(self, claim: Claim) -> bool:
         return (
@@ -327,7 +316,7 @@ class ClaimCache:
             or claim.type is ClaimType.WITHDRAW
         )
 
-    def add(self, entry: CacheEntry, newest: Newest | None = None) -> bool:
+    def add(self, entry: CacheEntry) -> bool:
         """Store ``entry``; False (and nothing stored) if it is a duplicate or stale.
 
         A renewal announces the same prefix again with a new timestamp, which makes a new
@@ -336,13 +325,12 @@ class ClaimCache:
         thing.  So a newer entry of the same subject (:func:`same_subject`) that holds at
         least as long replaces the older one, and an older one arriving late (over a
         slower path) is stale: not stored, and so not passed on (docs/conformance.md
-        choice 103).  ``newest``: :meth:`newest` of the entry's claim, if the caller has it
-        (used only if the cache has not changed since)."""
+        choice 103)."""
         c = entry.claim
         key = identity(c)
         if key in self._entries:
             return False
-        latest = self._newest_now(c, newest)
+        latest = self._newest_of_subject(c)
         if _stale(c, latest):
             return False  # the newer entry says all this one does
         superseded = None

@@ -855,8 +855,7 @@ class ClaimEngine:
             # §11.1 duplicate, dropped before the §8.3 checks: a copy arriving later over
             # another path must not earn its sender a NOTIFICATION the first copy did not.
             return
-        newest = self.cache.newest(stored)  # for the stale test and, if unchanged, add
-        if self.cache.stale(stored, newest):
+        if self.cache.stale(stored):
             # So is an older copy of what a renewal replaced (choice 103): taken afresh it
             # could collide with the renewal, or be refused where the renewal was not.
             return
@@ -895,7 +894,7 @@ class ClaimEngine:
             raise
         if entry is None:
             return
-        if self.cache.add(entry, newest):
+        if self.cache.add(entry):
             self._propagate(entry, exclude=nb.key)
 
     def _third_party_refused(self, nb: Neighbor, claim: Claim, role: Role) -> bool:

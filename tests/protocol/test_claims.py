@@ -217,30 +217,29 @@ def test_stale_tells_the_engine_before_it_handles_an_older_copy() -> None:
     assert not cache.stale(replace(BASE, origin_node=NodeId(9)))  # another subject
 
 
-def test_a_newest_hint_is_used_only_while_the_cache_is_unchanged() -> None:
-    """The engine looks up a claim's newest cached subject once, for ``stale`` and then
-    ``add``; a hint taken before the cache changed (or for another claim) is not used."""
+def test_the_kept_newest_lookup_is_used_only_while_the_cache_is_unchanged() -> None:
+    """The cache keeps its last newest-of-subject answer for ``stale`` and then ``add``
+    (the engine asks both about each claim); a change of the cache, or another claim,
+    looks again."""
     cache = ClaimCache(GRACE)
     renewal = replace(BASE, timestamp=BASE.timestamp + 172_800)
-    hint = cache.newest(renewal)
-    assert hint.entry is None and not cache.stale(renewal, hint)
-    cache.add(CacheEntry(BASE, "s", None))  # the cache changed since the hint
-    assert cache.add(CacheEntry(renewal, "s", None), hint)
-    assert BASE not in cache, "the stale hint (no entry) was used: BASE was not replaced"
-    # Taken now, the hint names the renewal: an older copy is stale with it and refused.
-    old_hint = cache.newest(BASE)
-    assert old_hint.entry is not None and old_hint.entry.claim is renewal
-    assert cache.stale(BASE, old_hint) and not cache.add(CacheEntry(BASE, "s", None), old_hint)
-    # A hint for another claim is not used for this one.
+    cache.add(CacheEntry(BASE, "s", None))
+    assert not cache.stale(renewal)  # kept: BASE is the newest of the subject
+    cache.discard(BASE)  # the cache changed since, without a look
+    # Were the kept answer used, add would replace BASE, which is gone (a KeyError).
+    assert cache.add(CacheEntry(renewal, "s", None))
+    assert len(cache) == 1 and renewal in cache
+    # Kept for BASE now: the renewal is newer, so BASE is stale and refused.
+    assert cache.stale(BASE) and not cache.add(CacheEntry(BASE, "s", None))
+    # Another claim (another subject) is looked up afresh: not stale, stored.
     other = replace(BASE, origin_node=NodeId(9))
-    assert cache.add(CacheEntry(other, "s", None), old_hint)
+    assert cache.add(CacheEntry(other, "s", None))
     assert other in cache and renewal in cache
 
 
 def test_stale_without_a_cached_subject_is_not_stale() -> None:
     cache = ClaimCache(GRACE)
-    assert cache.newest(BASE).entry is None
-    assert not cache.stale(BASE, cache.newest(BASE)) and not cache.stale(BASE)
+    assert not cache.stale(BASE) and not cache.stale(BASE)  # the kept answer too
 
 
 def test_a_newer_claim_that_holds_less_long_does_not_replace_the_older() -> None:
