@@ -33,12 +33,13 @@ class Randomness(Protocol):
     def randrange(self, start: int, stop: int, /) -> int: ...
 
 
-# covers(), overlaps() and same() read ipaddress's own fields (_version, _prefixlen,
-# _max_prefixlen, network_address._ip) rather than its properties, which are Python
-# functions: the engine asks them hundreds of times per input (a parent's children's
-# claims against its prefixes), and the properties made them four times slower.  These
-# fields have been ipaddress's since Python 3.3; tests/protocol/test_space.py checks both
-# functions against ipaddress's own subnet_of() and overlaps().
+# covers(), overlaps(), same() and the spans and runs below read ipaddress's own fields
+# (_version, _prefixlen, _max_prefixlen, network_address._ip) rather than its properties,
+# which are Python functions: the engine asks them hundreds of times per input (a
+# parent's children's claims against its prefixes), and the properties made them four
+# times slower.  These fields have been ipaddress's since Python 3.3;
+# tests/protocol/test_space.py checks them against ipaddress's own subnet_of(),
+# overlaps(), ==, network_address and num_addresses.
 
 
 def covers(outer: Prefix, inner: Prefix) -> bool:
@@ -101,14 +102,24 @@ Span = tuple[int, int, int, Prefix]
 
 def span_of(prefix: Prefix) -> tuple[int, int, int]:
     """``(width, start, stop)`` of ``prefix``: two prefixes of one width overlap exactly
-    when each starts before the other stops."""
-    start = int(prefix.network_address)
-    return prefix.max_prefixlen, start, start + (1 << (prefix.max_prefixlen - prefix.prefixlen))
+    when each starts before the other stops.  Read from the fields, as :func:`covers`
+    does: the engine takes the spans of every occupied prefix when it plans."""
+    p: Any = prefix
+    width: int = p._max_prefixlen
+    start: int = p.network_address._ip
+    return width, start, start + (1 << (width - p._prefixlen))
 
 
 def spans_of(prefixes: Iterable[Prefix]) -> list[Span]:
-    """:func:`span_of` of each prefix, the prefix kept alongside."""
-    return [(*span_of(p), p) for p in prefixes]
+    """:func:`span_of` of each prefix, the prefix kept alongside (written out: one call
+    per occupied prefix each time the engine plans)."""
+    out: list[Span] = []
+    for prefix in prefixes:
+        p: Any = prefix
+        width: int = p._max_prefixlen
+        start: int = p.network_address._ip
+        out.append((width, start, start + (1 << (width - p._prefixlen)), prefix))
+    return out
 
 
 def prefix_at(width: int, start: int, prefixlen: int) -> Prefix:
@@ -122,10 +133,11 @@ def _runs(prefixes: Iterable[Prefix], *, join: bool = True) -> dict[int, list[tu
     """Per address width, the addresses of ``prefixes`` as sorted, merged half-open runs;
     ``join=False`` merges only overlapping prefixes, not adjacent ones."""
     by_width: dict[int, list[tuple[int, int]]] = {}
-    for p in prefixes:
-        start = int(p.network_address)
-        size = 1 << (p.max_prefixlen - p.prefixlen)
-        by_width.setdefault(p.max_prefixlen, []).append((start, start + size))
+    for prefix in prefixes:
+        p: Any = prefix  # the fields, as in covers()
+        width: int = p._max_prefixlen
+        start: int = p.network_address._ip
+        by_width.setdefault(width, []).append((start, start + (1 << (width - p._prefixlen))))
     for width, runs in by_width.items():
         runs.sort()
         merged: list[tuple[int, int]] = []

@@ -21,6 +21,8 @@ from masc.protocol.space import (
     prefix_at,
     prefix_length_for,
     same,
+    span_of,
+    spans_of,
     subtract,
 )
 from masc.protocol.wire.messages import Prefix
@@ -99,6 +101,9 @@ def test_covers_and_overlaps_agree_with_ipaddress(a: Prefix, b: Prefix) -> None:
     assert same(a, b) == (a == b)
     twin = type(a)((a.network_address, a.prefixlen))  # equal, another object
     assert same(a, twin) and same(twin, a)
+    start = int(a.network_address)
+    assert span_of(a) == (a.max_prefixlen, start, start + a.num_addresses)
+    assert spans_of([a, b]) == [(*span_of(a), a), (*span_of(b), b)]
 
 
 def test_same_tells_apart_lengths_families_and_addresses() -> None:
