@@ -111,15 +111,8 @@ def span_of(prefix: Prefix) -> tuple[int, int, int]:
 
 
 def spans_of(prefixes: Iterable[Prefix]) -> list[Span]:
-    """:func:`span_of` of each prefix, the prefix kept alongside (written out: one call
-    per occupied prefix each time the engine plans)."""
-    out: list[Span] = []
-    for prefix in prefixes:
-        p: Any = prefix
-        width: int = p._max_prefixlen
-        start: int = p.network_address._ip
-        out.append((width, start, start + (1 << (width - p._prefixlen)), prefix))
-    return out
+    """:func:`span_of` of each prefix, the prefix kept alongside."""
+    return [(*span_of(p), p) for p in prefixes]
 
 
 def prefix_at(width: int, start: int, prefixlen: int) -> Prefix:
@@ -133,11 +126,9 @@ def _runs(prefixes: Iterable[Prefix], *, join: bool = True) -> dict[int, list[tu
     """Per address width, the addresses of ``prefixes`` as sorted, merged half-open runs;
     ``join=False`` merges only overlapping prefixes, not adjacent ones."""
     by_width: dict[int, list[tuple[int, int]]] = {}
-    for prefix in prefixes:
-        p: Any = prefix  # the fields, as in covers()
-        width: int = p._max_prefixlen
-        start: int = p.network_address._ip
-        by_width.setdefault(width, []).append((start, start + (1 << (width - p._prefixlen))))
+    for p in prefixes:
+        width, start, stop = span_of(p)
+        by_width.setdefault(width, []).append((start, stop))
     for width, runs in by_width.items():
         runs.sort()
         merged: list[tuple[int, int]] = []
