@@ -43,7 +43,9 @@ Demand planning (:func:`plan_growth`, :func:`plan_renewal`):
   When a new prefix would exceed ``max_prefixes`` and nothing can be expanded, one prefix
   large enough for all predicted demand is claimed instead, and the held prefixes that
   cannot double are no longer renewed (``Grow.replaces``; more are added, smallest first, if
-  that is needed to respect the cap).
+  that is needed to respect the cap).  While the domain renews fewer than twice the cap,
+  the new prefix the cap replaced is the fallback (``Grow.fallback``) for when no free block
+  of the larger size exists (docs/conformance.md choice 105).
 * §17.1.5 at each renewal (§17.1.6, every ``renew_interval``) of an under-used domain
   (predicted demand below ``low`` of what it holds): a prefix with nothing in use is not
   renewed if the rest still holds the demand under the high mark; otherwise the better-used
@@ -312,6 +314,9 @@ class Grow:
     size: int  # addresses to add (power of two)
     expand: Prefix | None = None  # §5.3 double this prefix in place; else claim `size` anew
     replaces: tuple[Prefix, ...] = ()  # §17.1.4: stop renewing these once the new one is held
+    # The claim the prefix cap replaced (§17.1.4), for when no block of ``size`` is free:
+    # ``fallback`` addresses anew, keeping the older prefixes (0: none; choice 105).
+    fallback: int = 0
 
 
 class Trend:
@@ -414,7 +419,12 @@ def plan_growth(
     replaces = [h.prefix for h in active if not h.can_double]
     while keep and len(keep) + 1 > config.max_prefixes:
         replaces.append(keep.pop(0))
-    return Grow(size=_pow2_at_least(math.ceil(need / high)), replaces=tuple(replaces))
+    size = _pow2_at_least(math.ceil(need / high))
+    # Choice 105: the cap is a SHOULD for less state; demand waiting for a larger block
+    # than the parent has free is worse.  Up to twice the cap, the smaller claim it
+    # replaced is the fallback.
+    fallback = x if x < size and len(active) + 1 <= 2 * config.max_prefixes else 0
+    return Grow(size=size, replaces=tuple(replaces), fallback=fallback)
 
 
 def plan_renewal(

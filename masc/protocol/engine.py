@@ -270,6 +270,7 @@ class ScheduledClaim:
     extends: Prefix | None = None
     end_by: int | None = None  # a parent's CLAIM_DENIED said: not beyond this (§8.3)
     replaces: tuple[Prefix, ...] = ()
+    fallback: int = 0  # Grow.fallback: the smaller claim if no block of ``size`` is free
     automatic: bool = False  # planned by the engine from demand, not asked for
     operator: bool = False  # asked for by the operator: sent even if space is usable
 
@@ -1634,7 +1635,7 @@ class ClaimEngine:
             stuck = self._stuck_still(kind)
             if stuck is not None:
                 quick = self._growth(kind, doubles=False)
-                if quick is None or host_bits_for(quick.size) > stuck.bits:
+                if quick is None or host_bits_for(_smallest(quick)) > stuck.bits:
                     continue  # it would fail as the last one did (_Stuck)
             grow = self._growth(kind)
             if grow is None:
@@ -1644,7 +1645,7 @@ class ClaimEngine:
                 if alloc is not None:
                     self._schedule_expansion(alloc)
                 continue
-            if kind is LOCAL and self._no_room_for(LOCAL, grow.size):
+            if kind is LOCAL and self._no_room_for(LOCAL, _smallest(grow)):
                 # §12.2 / §5.3: the children took the managed space; grow it to make room.
                 self._expand_for_room()
                 continue
@@ -1656,6 +1657,7 @@ class ClaimEngine:
                     lifetime=_u32(cfg.claim_lifetime),
                     purpose="new",
                     replaces=grow.replaces,
+                    fallback=grow.fallback,
                     automatic=True,
                 )
             )
@@ -2243,6 +2245,15 @@ class ClaimEngine:
                 if prefix is not None:
                     chosen = (parent, prefix)
                     break
+        replaces = scheduled.replaces
+        if chosen is None and scheduled.prefix is None and scheduled.fallback:
+            # Choice 105: no parent has a block for the prefix the cap asked for (§17.1.4);
+            # the smaller claim it replaced, keeping the older prefixes.
+            for parent in parents:
+                prefix = self._choose(kind, self._claim_space(kind, parent), scheduled.fallback)
+                if prefix is not None:
+                    chosen, replaces = (parent, prefix), ()
+                    break
         if chosen is None:
             if scheduled.prefix is None and parents:
                 self._note_stuck(kind, parents, planned=scheduled.automatic)
@@ -2286,7 +2297,7 @@ class ClaimEngine:
                 purpose=scheduled.purpose,
                 deadline=claim.timestamp + cfg.waiting_period,
                 extends=scheduled.extends,
-                replaces=scheduled.replaces,
+                replaces=replaces,
             )
         )
         self._events.append(ClaimSent(claim, kind, scheduled.purpose))
@@ -2543,7 +2554,10 @@ class ClaimEngine:
             return False
         now, outer = self._now, alloc.prefix
         inner = [a.prefix for a in self.allocations.values() if a.kind is LOCAL]
-        # Children's claims under way count too: they become prefixes a waiting period on.
+        # Our own LOCAL claims under way count as our LOCAL space already does, and ...
+        inner += [p.claim.prefix for p in self.pending if p.kind is LOCAL]
+        # ... children's claims under way count too: they become prefixes a waiting
+        # period on.
         inner += [
             e.claim.prefix
             for e in self.cache.of_role(Role.CHILD)
@@ -2706,6 +2720,11 @@ _HANDLERS: Final = {
     ClaimType.PREFIX_MANAGED: ClaimEngine._on_prefix_managed,
     ClaimType.WITHDRAW: ClaimEngine._on_withdraw,
 }
+
+
+def _smallest(grow: Grow) -> int:
+    """The fewest addresses a planned claim can take: its choice-105 fallback, if any."""
+    return grow.fallback or grow.size
 
 
 def _pieces(bases: list[Prefix], cuts: list[Prefix]) -> list[Prefix]:

@@ -35,12 +35,15 @@ What a MAAS says (the MAAS API's ``register``, ``usage`` and ``request``):
 * when a session starts waiting the MAAS reports its usage at once, and asks for the
   shortfall (``request``) whenever the waiting sessions need more than it has asked for
   (at least doubling what it has asked for, so a long queue makes a few requests);
-* otherwise it reports its usage at most every ``report_interval``, when ``in_use`` moved
-  by at least ``report_change`` of the last reported value, or crossed the grant table's
-  high mark of its active space (so the table grants the next block before it is needed,
-  §17.1.2-§17.1.3).  Each report carries a growth rate (addresses/s, a smoothed slope of
-  in-use plus waiting addresses), which the grant table and the engine's planner predict
-  demand with (``allocation.predicted``: §17.1.2, App. A).
+* and, waiting or not, it reports its usage at most every ``report_interval``, when
+  ``in_use`` moved by at least ``report_change`` of the last reported value, or crossed the
+  grant table's high mark of its active space (so the table grants the next block before
+  it is needed, §17.1.2-§17.1.3).  Each report carries a growth rate (addresses/s, a
+  smoothed slope of in-use plus waiting addresses), which the grant table and the engine's
+  planner predict demand with (``allocation.predicted``: §17.1.2, App. A).  (Until the
+  fourteenth round of docs/evaluation.md a MAAS with sessions waiting did not report
+  again until its queue drained; under demand that keeps growing the queue never did, and
+  its node planned from the in-use count and rate of the day it started waiting.)
 
 Local modelling choices (documented for the metrics' readers):
 
@@ -767,8 +770,19 @@ class DemandDriver:
         if not await self._connected(m, now):
             self._schedule(m, now + RECONNECT)
             return
+        due = model.report_due(
+            now,
+            last=m.last,
+            reported=m.reported,
+            interval=spec.report_interval,
+            change=spec.report_change,
+            high=self.high,
+        )
         if model.waiting:
-            if not m.told_waiting and await self._report(m, now):
+            if (due or not m.told_waiting) and await self._report(m, now):
+                # Reported on as usual while sessions wait: the node plans its claims from
+                # in_use and its rate (§17.1.2), which a queue that never drains (demand
+                # that keeps growing) would otherwise freeze at its first value.
                 m.told_waiting = True
             # Ask for the shortfall beyond what is asked for already, at least doubling it:
             # a few blocks while a queue builds up, not one minimum grant per session.
@@ -780,14 +794,6 @@ class DemandDriver:
                 model.stats.requested += ask
         else:
             m.told_waiting = False
-            due = model.report_due(
-                now,
-                last=m.last,
-                reported=m.reported,
-                interval=spec.report_interval,
-                change=spec.report_change,
-                high=self.high,
-            )
             if due:
                 await self._report(m, now)
         if m.seq != -1:

@@ -636,6 +636,7 @@ def test_s17_1_4_at_max_prefixes_one_larger_prefix_replaces_the_non_expandable()
     assert plan.expand is None
     assert plan.size == 4096  # holds all 2192 under 90% on its own
     assert set(plan.replaces) == {h.prefix for h in held}
+    assert plan.fallback == 1024  # choice 105: the fourth prefix the cap replaced
     # Below the cap the same shortfall is a plain third prefix (1936/2560 = 76%).
     assert plan_growth(held[:2], 0, Demand(in_use=1536 + 400), DAY, CONFIG) == Grow(size=1024)
 
@@ -647,10 +648,37 @@ def test_s17_1_4_consolidation_keeps_the_cap_with_too_small_expandable_prefixes(
         Held(n("224.2.0.0/27"), can_double=True),
     ]
     plan = plan_growth(held, 0, Demand(in_use=2000), DAY, CONFIG)
-    assert plan == Grow(size=4096, replaces=(n("224.0.0.0/22"),))  # /28, /27 and the new one
+    # /28, /27 and the new one (or, with no room for 4096, a fourth prefix: choice 105)
+    assert plan == Grow(size=4096, replaces=(n("224.0.0.0/22"),), fallback=2048)
     # With a cap of two, the smallest expandable one goes too.
     plan = plan_growth(held, 0, Demand(in_use=2000), DAY, AllocatorConfig(max_prefixes=2))
-    assert plan == Grow(size=4096, replaces=(n("224.0.0.0/22"), n("224.1.0.0/28")))
+    assert plan == Grow(size=4096, replaces=(n("224.0.0.0/22"), n("224.1.0.0/28")), fallback=2048)
+
+
+def test_choice_105_the_fallback_is_the_claim_the_cap_replaced_up_to_twice_the_cap() -> None:
+    """§17.1.4's cap reduces state ("should claim a new larger prefix"); when no block of
+    that size is free, the claim it replaced is the engine's fallback, until the domain
+    holds twice the cap."""
+    held = [Held(n("224.0.0.0/22")), Held(n("224.1.0.0/23")), Held(n("224.2.0.0/24"))]
+    need = 1792 + 400
+    below = plan_growth(held[:2], 0, Demand(in_use=1536 + 400), DAY, CONFIG)
+    assert below == Grow(size=1024)  # under the cap: no consolidation, no fallback
+    at_cap = plan_growth(held, 0, Demand(in_use=need), DAY, CONFIG)
+    assert at_cap is not None and (at_cap.size, at_cap.fallback) == (4096, 1024)
+    # Five prefixes held with a cap of three: a sixth is still a fallback (2 x 3) ...
+    five = [*held, Held(n("224.3.0.0/28")), Held(n("224.4.0.0/28"))]
+    plan = plan_growth(five, 0, Demand(in_use=need), DAY, CONFIG)
+    assert plan is not None and plan.fallback > 0 and plan.fallback < plan.size
+    # ... a seventh is not: only the consolidating claim is made.
+    six = [*five, Held(n("224.5.0.0/28"))]
+    plan = plan_growth(six, 0, Demand(in_use=need), DAY, CONFIG)
+    assert plan is not None and plan.replaces and plan.fallback == 0
+    # With a cap of one, a second prefix is the fallback, a third is not.
+    cap1 = AllocatorConfig(max_prefixes=1)
+    one = plan_growth(held[:1], 0, Demand(in_use=1500), DAY, cap1)
+    assert one is not None and one.replaces and 0 < one.fallback < one.size
+    two = plan_growth(held[:2], 0, Demand(in_use=2000), DAY, cap1)
+    assert two is not None and two.replaces and two.fallback == 0
 
 
 def test_s17_1_4_deprecated_prefixes_neither_hold_demand_nor_count_against_the_cap() -> None:

@@ -45,6 +45,7 @@ from tests.protocol.test_engine import (
 )
 
 DOMAIN = SpaceKind.DOMAIN
+LOCAL = SpaceKind.LOCAL
 
 
 def grown(net: Any, seconds: float) -> list[ClaimSent]:
@@ -552,6 +553,88 @@ def test_choice_102_a_failed_operator_claim_does_not_hold_back_a_doubling() -> N
     net.run_for(700)
     sent = net.events("x", ClaimSent)
     assert [(c.purpose, c.claim.prefix) for c in sent] == [("expand", ours.supernet())]
+
+
+def test_choice_105_a_consolidating_claim_without_room_falls_back_to_the_replaced_claim() -> None:
+    """One prefix allowed (max_prefixes = 1): the demand asks for one prefix of 2,048 to
+    replace our /25 (§17.1.4), but the parent's space has no free /21, only a /22.  The
+    /22 the cap replaced is claimed instead, and the /25 is kept (not replaced); a second
+    prefix is within twice the cap."""
+    net = world(initial_size=128, allocator=AllocatorConfig(max_prefixes=1))
+    ours = allocated(net)
+    assert ours.num_addresses == 128
+    space = ip_network(PARENT_SPACE)
+    free = next(p for p in space.subnets(new_prefix=22) if not p.overlaps(ours))
+    for prefix in space.address_exclude(ours.supernet()):
+        for piece in [prefix] if not prefix.overlaps(free) else prefix.address_exclude(free):
+            net.inject("s", "x", sib(PIU, piece, ts=net.now))
+    net.clear()
+    net.call("x", "set_demand", Demand(in_use=1000))  # consolidate into 2,048, or add 1,024
+    net.run_for(700)
+    (sent,) = net.events("x", ClaimSent)
+    assert (sent.purpose, sent.claim.prefix) == ("new", free)
+    net.run_for(WAIT + 10)
+    assert sorted(net["x"].managed_space()) == sorted([ours, free])
+    assert net.events("x", PrefixDeprecated) == []  # the /25 is not replaced
+    assert all(a.renewing for a in net["x"].allocations.values())
+
+
+def test_choice_92_a_local_claim_under_way_keeps_its_half_of_the_managed_prefix() -> None:
+    """Regression: x, a parent holding a /22 with no use reported in it, renews it while its
+    own LOCAL claim for the upper half's first /25 waits out its waiting period (§5.1).
+    The renewal must keep the whole /22 (choice 92: our own LOCAL space lies in the half
+    that would go); it used to count LOCAL space only once allocated, and shrank the /22
+    to its lower /23, which would leave the LOCAL /25 outside x's managed space."""
+    net = world(initial_size=128, allocator=AllocatorConfig(max_prefixes=1))
+    ours = ip_network("239.192.4.0/22")
+    net.call("x", "claim", 0, prefix=ours, at=net.now + 1)
+    net.run_for(WAIT + 10)
+    assert rejects(net.inject("c", "x", kid(PIU, "239.192.4.0/25", ts=net.now))) == []
+    end = net.now + WAIT + 1400
+    while not any(a.kind is LOCAL for a in net["x"].allocations.values()) and net.now < end:
+        deadline = net["x"].next_deadline()
+        assert deadline is not None
+        net.run_until(min(deadline, end))
+    (local,) = [a.prefix for a in net["x"].allocations.values() if a.kind is LOCAL]
+    assert local == ip_network("239.192.6.0/25")
+    # The /22's renewal fell due (48 hours after it was allocated) while the LOCAL claim
+    # was pending, and leaves after its §5.1 a) delay.
+    net.run_for(net["x"].config.initiate_claim_delay)
+    records = net.records("x", ClaimSent)
+    (local_sent,) = [r.time for r in records if r.event.kind is LOCAL]
+    renewals = [r for r in records if r.event.kind is DOMAIN and r.time > local_sent]
+    assert [(r.event.purpose, r.event.claim.prefix) for r in renewals] == [("renew", ours)]
+
+
+def test_choice_105_a_parents_local_claim_falls_back_too() -> None:
+    """x, a parent, holds a /22 and LOCAL space in it (§12.2); one LOCAL prefix allowed.
+    Its child takes all of the /22 but x's LOCAL /25 and one /24, so the LOCAL /25 cannot
+    double and no /23 is free: the demand asks for one LOCAL /23, and the /24 the cap
+    replaced is claimed instead.  Before, no LOCAL claim was planned while no /23 was free
+    (only a §5.3 expansion of the managed space for room)."""
+    net = world(initial_size=128, allocator=AllocatorConfig(max_prefixes=1))
+    ours = ip_network("239.192.4.0/22")
+    net.call("x", "claim", 0, prefix=ours, at=net.now + 1)
+    net.run_for(WAIT + 10)
+    assert rejects(net.inject("c", "x", kid(PIU, "239.192.4.0/25", ts=net.now))) == []
+    end = net.now + WAIT + 1400
+    while not any(a.kind is LOCAL for a in net["x"].allocations.values()) and net.now < end:
+        deadline = net["x"].next_deadline()
+        assert deadline is not None
+        net.run_until(min(deadline, end))
+    (local,) = [a.prefix for a in net["x"].allocations.values() if a.kind is LOCAL]
+    assert local == ip_network("239.192.6.0/25")
+    free = ip_network("239.192.7.0/24")
+    for prefix in ("239.192.4.0/23", "239.192.6.128/25"):
+        assert rejects(net.inject("c", "x", kid(PIU, prefix, ts=net.now))) == []
+    net.clear()
+    net.call("x", "set_demand", Demand(in_use=300))  # one LOCAL /23, or add a /24
+    net.run_for(700)
+    sent = [(c.purpose, c.claim.prefix) for c in net.events("x", ClaimSent) if c.kind is LOCAL]
+    assert sent == [("new", free)]
+    net.run_for(WAIT + 10)
+    held = {a.prefix for a in net["x"].allocations.values() if a.kind is LOCAL and a.renewing}
+    assert held == {local, free}
 
 
 def _updates_to(net: Any, peer: str, claim_type: ClaimType) -> list[tuple[float, list[Prefix]]]:

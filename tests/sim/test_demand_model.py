@@ -417,6 +417,40 @@ async def test_a_poisson_load_is_served_at_once_after_the_bootstrap(autojump_clo
     assert net.check_safety() == []
 
 
+async def test_a_maas_with_sessions_waiting_still_reports_its_usage(
+    autojump_clock: Clock,
+) -> None:
+    """Regression: a MAAS whose sessions waited reported its usage once and then only asked
+    for space until its queue drained.  Under demand that keeps growing the queue never
+    drains: its node kept planning (§17.1.2) from the in-use count of the hour the first
+    session waited (0 here), and the MAAS never got even the space its domain could hold.
+    Here the only domain's pool is a /22 and its demand grows by 65,536 addresses a day:
+    sessions wait from the first hour to the end, the MAAS fills the whole /22, and the
+    node's grant table knows it."""
+    topo = Topology(
+        {"T1": DomainSpec("T1", DomainId(64_601), demand=256)},
+        {"T1a": NodeSpec("T1a", "T1", NodeId(0x0A000101))},
+        (),
+        global_pool=(IPv4Network("228.0.0.0/22"),),
+    )
+    net = SimNetwork(topo, timers=FAST, maas=GrantConfig(), seed=6, record=False)
+    spec = DemandSpec(
+        model="growth", end=65_536, ramp=DAY, jitter=0.0, domains="all", report_interval=HOUR
+    )
+    driver = DemandDriver(net, spec, seed=SEED)
+    seen: list[tuple[int, int, int]] = []  # (waiting, in use, in use the node was told)
+    async with net.running(), trio.open_nursery() as nursery:
+        await nursery.start(driver.run)
+        for _ in range(12):
+            await net.advance(HOUR)
+            s = driver.stats(now=trio.current_time())["T1"]
+            seen.append((s.waiting, s.in_use, net.grants("T1a").in_use("maas")))
+        nursery.cancel_scope.cancel()
+    print(seen)
+    assert all(waiting > 0 for waiting, _, _ in seen)
+    assert seen[-1][1:] == (1024, 1024)  # the whole pool in use, and the node told so
+
+
 async def test_driver_visits_every_maas_due_in_one_tick_at_once(
     autojump_clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
