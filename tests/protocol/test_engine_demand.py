@@ -579,12 +579,10 @@ def test_choice_105_a_consolidating_claim_without_room_falls_back_to_the_replace
     assert all(a.renewing for a in net["x"].allocations.values())
 
 
-def test_choice_92_a_local_claim_under_way_keeps_its_half_of_the_managed_prefix() -> None:
-    """Regression: x, a parent holding a /22 with no use reported in it, renews it while its
-    own LOCAL claim for the upper half's first /25 waits out its waiting period (§5.1).
-    The renewal must keep the whole /22 (choice 92: our own LOCAL space lies in the half
-    that would go); it used to count LOCAL space only once allocated, and shrank the /22
-    to its lower /23, which would leave the LOCAL /25 outside x's managed space."""
+def _parent_with_local_space() -> tuple[Net, Prefix, Prefix]:
+    """x holding the managed /22 239.192.4.0/22 (one prefix of each kind allowed), made a
+    parent by its child's /25 at the bottom, run until its own LOCAL /25 is allocated
+    (§12.2): the net, the /22 and the LOCAL /25 (239.192.6.0/25)."""
     net = world(initial_size=128, allocator=AllocatorConfig(max_prefixes=1))
     ours = ip_network("239.192.4.0/22")
     net.call("x", "claim", 0, prefix=ours, at=net.now + 1)
@@ -597,6 +595,16 @@ def test_choice_92_a_local_claim_under_way_keeps_its_half_of_the_managed_prefix(
         net.run_until(min(deadline, end))
     (local,) = [a.prefix for a in net["x"].allocations.values() if a.kind is LOCAL]
     assert local == ip_network("239.192.6.0/25")
+    return net, ours, local
+
+
+def test_choice_92_a_local_claim_under_way_keeps_its_half_of_the_managed_prefix() -> None:
+    """Regression: x, a parent holding a /22 with no use reported in it, renews it while its
+    own LOCAL claim for the upper half's first /25 waits out its waiting period (§5.1).
+    The renewal must keep the whole /22 (choice 92: our own LOCAL space lies in the half
+    that would go); it used to count LOCAL space only once allocated, and shrank the /22
+    to its lower /23, which would leave the LOCAL /25 outside x's managed space."""
+    net, ours, _ = _parent_with_local_space()
     # The /22's renewal fell due (48 hours after it was allocated) while the LOCAL claim
     # was pending, and leaves after its §5.1 a) delay.
     net.run_for(net["x"].config.initiate_claim_delay)
@@ -612,18 +620,7 @@ def test_choice_105_a_parents_local_claim_falls_back_too() -> None:
     double and no /23 is free: the demand asks for one LOCAL /23, and the /24 the cap
     replaced is claimed instead.  Before, no LOCAL claim was planned while no /23 was free
     (only a §5.3 expansion of the managed space for room)."""
-    net = world(initial_size=128, allocator=AllocatorConfig(max_prefixes=1))
-    ours = ip_network("239.192.4.0/22")
-    net.call("x", "claim", 0, prefix=ours, at=net.now + 1)
-    net.run_for(WAIT + 10)
-    assert rejects(net.inject("c", "x", kid(PIU, "239.192.4.0/25", ts=net.now))) == []
-    end = net.now + WAIT + 1400
-    while not any(a.kind is LOCAL for a in net["x"].allocations.values()) and net.now < end:
-        deadline = net["x"].next_deadline()
-        assert deadline is not None
-        net.run_until(min(deadline, end))
-    (local,) = [a.prefix for a in net["x"].allocations.values() if a.kind is LOCAL]
-    assert local == ip_network("239.192.6.0/25")
+    net, _, local = _parent_with_local_space()
     free = ip_network("239.192.7.0/24")
     for prefix in ("239.192.4.0/23", "239.192.6.128/25"):
         assert rejects(net.inject("c", "x", kid(PIU, prefix, ts=net.now))) == []
