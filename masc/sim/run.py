@@ -58,7 +58,6 @@ from masc.sim.split import (
     Worker,
     partition,
     process_error,
-    receive,
     send,
 )
 from masc.sim.topology import Topology
@@ -159,6 +158,7 @@ def run_split(scenario: SimScenario) -> Report:
     context = multiprocessing.get_context("fork")
     pipes: list[Connection] = []
     workers: list[multiprocessing.process.BaseProcess] = []
+    coordinator: Coordinator | None = None
     try:
         for index in range(1, len(parts)):
             ours, theirs = context.Pipe()
@@ -173,7 +173,7 @@ def run_split(scenario: SimScenario) -> Report:
             pipes.append(ours)
             workers.append(process)
         bridge = Bridge(0, owner)
-        sync = Coordinator(bridge, pipes, scenario.sync_interval).sync
+        coordinator = Coordinator(bridge, pipes, scenario.sync_interval)
         try:
             results = [
                 _in_virtual_time(
@@ -182,15 +182,17 @@ def run_split(scenario: SimScenario) -> Report:
                         scenario,
                         local=parts[0],
                         bridge=bridge,
-                        barriers=Barriers(sync, scenario.sync_interval),
+                        barriers=Barriers(coordinator.sync, scenario.sync_interval),
                     )
                 )
             ]
         except* SimError as failure:  # from Coordinator.sync: another process failed
             raise _first(failure) from None
-        for index, pipe in enumerate(pipes, start=1):
-            results.append(_result(index, receive(index, pipe)))
+        for index in range(1, len(parts)):
+            results.append(_result(index, coordinator.last_word(index)))
     finally:
+        if coordinator is not None:
+            coordinator.close()
         for pipe in pipes:
             pipe.close()  # a worker still waiting at a barrier reads EOF and ends
         for worker in workers:
@@ -238,7 +240,9 @@ def _worker(
         other.close()
     try:
         bridge = Bridge(index, owner)
-        barriers = Barriers(Worker(bridge, pipe).sync, scenario.sync_interval)
+        barriers = Barriers(
+            Worker(bridge, pipe, scenario.sync_interval).sync, scenario.sync_interval
+        )
         part, space = _in_virtual_time(
             partial(simulate_part, scenario, local=local, bridge=bridge, barriers=barriers)
         )

@@ -474,15 +474,16 @@ def resolve(
     if (
         scenario.processes > 1
         and timers.hold_time
-        and 3 * scenario.sync_interval > timers.hold_time
+        and 6 * scenario.sync_interval > timers.hold_time
     ):
-        # Keepalives (§7.2: every third of the hold time) between processes arrive up to a
-        # sync interval late; a session drops at two thirds.  At most a third keeps a
-        # keepalive's margin, also for the OPEN exchange, which crosses three times.
+        # Keepalives (§7.2: every third of the hold time) between processes arrive up to
+        # two sync intervals late (masc.sim.split); a session drops at two thirds.  At most
+        # a sixth keeps a keepalive's margin, also for the OPEN exchange, which crosses
+        # three times.
         raise ConfigError(
             source,
             "sync_interval",
-            f"must be at most a third of timers.hold_time ({timers.hold_time} s) when the run "
+            f"must be at most a sixth of timers.hold_time ({timers.hold_time} s) when the run "
             "is split across processes",
         )
     if scenario.quiet == "auto":

@@ -20,26 +20,37 @@ the dial is answered by a close if the peer's node is not running).
 Time.  Every process runs under trio's MockClock, which jumps from one deadline to the next
 whenever every task is blocked.  A :class:`Barriers` task makes each *barrier*, a multiple
 of the scenario's ``sync_interval``, one of those deadlines.  At a barrier, once what was
-due by then has been handled, the processes exchange what their bridges forwarded since the
-last one and their next deadlines, and each hands what it received to its nodes at the
-barrier's time.  So a message between processes sent at virtual time ``t`` arrives at the
-first barrier at or after ``t`` (the next one if it was sent at a barrier's time after
-that barrier's exchange): those sessions have a latency of up to ``sync_interval`` (10 s
-by default), the others none.  For a protocol whose claims wait 48 hours (§6
-WAITING_PERIOD) that delay changes no outcome in kind; it is a link latency, which the
-protocol must (and the safety checker checks that it does) cope with.  Barriers at which
-nothing would cross are skipped: when nothing crossed at one, the next is the first at or
-after the earliest deadline of all processes.
+due by then has been handled, each process reports what its bridge forwarded since the
+last one and its next deadline; the reports of one barrier from every process make that
+barrier's *exchange*.  What an exchange carries is handed to the nodes at the barrier
+*after* it, so a process at barrier ``k`` needs only the exchange of barrier ``k - 1``:
+it may be up to a barrier ahead of the others, working while they finish a burst of
+their own, instead of waiting for each at every barrier.  (The work comes in bursts: one
+level-2 domain's claim is relayed by its TLD to its 63 siblings, all in one process; with
+the exchange handed over at its own barrier, one process waited out the other's burst at
+nearly every barrier, and each was idle about a quarter of the time.)
+
+So a message between processes sent at virtual time ``t`` is exchanged at the first
+barrier at or after ``t`` and arrives at the barrier after that: those sessions have a
+latency of one to two ``sync_interval`` (10-20 s by default), the others none.  For a
+protocol whose claims wait 48 hours (§6 WAITING_PERIOD) that delay changes no outcome in
+kind; it is a link latency, which the protocol must (and the safety checker checks that it
+does) cope with.  The barriers are decided one ahead, at the exchange two before them
+(:func:`barrier_after`): the next multiple of ``sync_interval``, unless the whole run is
+quiet (nothing crossed at the last two exchanges, nothing due anywhere up to the barrier
+already decided), when the quiet stretch up to the earliest deadline is skipped.
 
 The barriers depend on virtual time only, so a split run is as reproducible as a run in one
 process: the same seed and the same number of processes give the same report.  Process 0
-(the caller) coordinates: at a barrier each other process sends it what crossed out of it
-and its next deadline (:class:`AtBarrier`) and waits for what came in for it and the next
-barrier (:class:`Proceed`).  At the end each process sends its collector's figures and its
-nodes' space (:class:`Done`, or :class:`Failed` with a traceback), and process 0 merges
-them (:func:`masc.sim.metrics.build_report`, and the safety checker over every node's
-space: :func:`masc.sim.run.run_split`).  The other processes are forked (``fork``: Linux
-and macOS).
+(the caller) coordinates: at a barrier each other process sends it its report
+(:class:`AtBarrier`) and waits for the answer to the exchange before (:class:`Proceed`:
+what came in for it, and the barrier after this one); process 0 answers an exchange as
+soon as it has every report of it, at one of its own barriers (:class:`Coordinator`).  At
+the end each process sends its collector's figures and its nodes' space (:class:`Done`,
+or :class:`Failed` with a traceback), and process 0 merges them
+(:func:`masc.sim.metrics.build_report`, and the safety checker over every node's space:
+:func:`masc.sim.run.run_split`).  The other processes are forked (``fork``: Linux and
+macOS).
 
 A scenario that asks for processes and has faults is refused: partitions, crashes and
 restarts act on one process's streams and nodes.
@@ -48,9 +59,12 @@ restarts act on one process's streams and nodes.
 from __future__ import annotations
 
 import math
+import queue
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import ForkingPickler
 from typing import Final
 
 import trio
@@ -122,8 +136,10 @@ class AtBarrier:
 
 @dataclass(frozen=True, slots=True)
 class Proceed:
-    """Process 0's answer at a barrier: what came in for the worker, and the next barrier."""
+    """Process 0's answer to an exchange: what came in for the worker, to be handed to its
+    nodes at barrier ``at`` (the one after the exchange's), and the barrier after ``at``."""
 
+    at: float
     incoming: Addressed
     next_barrier: float
 
@@ -191,7 +207,7 @@ class Bridge:
     """This process's end of the sessions to other processes (module docstring).
 
     A dial always succeeds here, as a TCP connect would; if the peer's node is not running
-    (which only a fault could cause), the dial is closed at the next barrier instead of
+    (which only a fault could cause), the dial is closed a few barriers later instead of
     being refused at once as within one process."""
 
     part: int
@@ -289,9 +305,10 @@ class Bridge:
 class Barriers:
     """The task that stops the process at each barrier (module docstring): it sleeps until
     the barrier, waits until every other task is blocked (everything due up to the barrier
-    has been handled), then calls ``sync(barrier, next_deadline)``, which exchanges with the
-    other processes (blocking the whole process, which has nothing else to do), hands what
-    came in to the bridge and returns the next barrier."""
+    has been handled), then calls ``sync(barrier, next_deadline)``, which reports to the
+    other processes, waits for the exchange of the barrier before if it is not complete
+    yet (blocking the whole process, which has nothing else to do), hands what that
+    exchange brought to the bridge and returns the next barrier."""
 
     def __init__(self, sync: Callable[[float, float], float], every: float) -> None:
         self._sync = sync
@@ -309,47 +326,205 @@ class Barriers:
         await trio.sleep_forever()
 
 
-def next_barrier(barrier: float, deadlines: Sequence[float], crossed: bool, every: float) -> float:
-    """The barrier after ``barrier``: the next multiple of ``every`` if anything crossed,
-    else the first one at or after the earliest of ``deadlines``.  The barriers skipped
-    would have passed with nothing to exchange, so skipping them changes no arrival: what
-    is sent crosses at the first barrier whose exchange comes after it was sent."""
+def barrier_after(
+    following: float, deadlines: Sequence[float], crossed: bool, every: float
+) -> float:
+    """The barrier after ``following``, decided one barrier ahead (module docstring): the
+    next multiple of ``every`` unless the whole run is quiet until its earliest deadline,
+    then the first multiple at or after it.  Quiet means: nothing crossed at the last two
+    exchanges (``crossed`` is False), so nothing is handed over at the barrier before
+    ``following`` or at ``following``; and no process has anything due up to
+    ``following`` (``deadlines``, as each reported them at the exchange).  Then nothing
+    happens anywhere until the earliest deadline, and what is sent from then on still
+    crosses within two intervals."""
     soonest = min(deadlines, default=math.inf)
-    if crossed or soonest <= barrier + every:
-        return barrier + every
+    if crossed or soonest <= following:
+        return following + every
     if soonest == math.inf:
         return math.inf
-    return math.ceil(soonest / every) * every
+    return max(following + every, math.ceil(soonest / every) * every)
 
 
-@dataclass(slots=True)
 class Coordinator:
-    """Process 0's side of the barriers: one pipe to each other process."""
+    """Process 0's side of the barriers: one pipe to each other process.
 
-    bridge: Bridge
-    workers: Sequence[Connection]  # to processes 1..n-1, in order
-    every: float
+    Every process reports at each of its barriers (:class:`AtBarrier`), in order; the
+    reports of barrier ``j`` from all processes make exchange ``j``, which this side
+    completes as soon as it has them all, at one of its own barriers, and answers with a
+    :class:`Proceed` to each process.  A process at its barrier ``k`` waits only for
+    exchange ``k - 1`` (module docstring), so while this process works through a burst the
+    others read its reports of the barrier before and go on.
+
+    The answers are written so that no two blocking writes can wait for each other
+    (:class:`_Sender`), and a worker that has ended (its run is over, or it died) is not
+    written to any more: what became of it is read from its pipe when it is next
+    needed."""
+
+    def __init__(self, bridge: Bridge, workers: Sequence[Connection], every: float) -> None:
+        self.bridge = bridge
+        self.workers = workers
+        self.every = every
+        self._calls = 0  # our own barriers so far
+        self._done = 0  # exchanges completed (their Proceeds sent)
+        self._crossed = False  # whether anything crossed at the last exchange completed
+        # Barrier j of the run, known two exchanges ahead (the first two are fixed).
+        self._barriers: dict[int, float] = {1: every, 2: 2 * every}
+        self._reports: dict[int, list[AtBarrier | None]] = {}
+        self._received = [0] * len(workers)  # reports read from each worker
+        self._own: dict[int, Proceed] = {}  # our Proceed of each exchange, until used
+        self._ended: dict[int, object] = {}  # a worker's last word, read while waiting
+        self._senders = [_Sender(index, pipe) for index, pipe in enumerate(workers, start=1)]
+
+    def close(self) -> None:
+        """Stop writing answers (and any thread that writes them), once the run is over."""
+        for sender in self._senders:
+            sender.close()
 
     def sync(self, barrier: float, deadline: float) -> float:
+        self._calls += 1
+        k = self._calls
+        if barrier != self._barriers[k]:
+            raise SimError(f"process 0 stopped at {barrier} where barrier {k} is due")
+        self._store(k, 0, AtBarrier(barrier, self.bridge.outgoing(), deadline))
+        self._read(block=False)
+        while self._done < k - 1:
+            self._read(block=True)
+        proceed = self._own.pop(k - 1) if k > 1 else Proceed(barrier, [], 2 * self.every)
+        self.bridge.deliver(proceed.incoming)
+        return proceed.next_barrier
+
+    def last_word(self, index: int) -> object:
+        """What worker ``index`` sent after its last report (its :class:`Done` or
+        :class:`Failed`), once its run has ended: reports it sent for exchanges no
+        process waits for any more are passed over."""
+        ended = self._ended.pop(index, None)
+        if ended is not None:
+            return ended
+        pipe = self.workers[index - 1]
+        while True:
+            got = receive(index, pipe)
+            if not isinstance(got, AtBarrier):
+                return got
+
+    def _read(self, *, block: bool) -> None:
+        """Read what the workers have sent (at least one message if ``block``), and
+        complete every exchange that then has all its reports."""
+        waiting = [
+            pipe for index, pipe in enumerate(self.workers, start=1) if index not in self._ended
+        ]
+        if block:
+            needed = self._reports.get(self._done + 1)
+            for index in self._ended:
+                if needed is None or needed[index] is None:
+                    # Its run ended before a barrier the others still reach: they would
+                    # wait for its report for ever.
+                    raise SimError(
+                        f"simulation process {index} ended before barrier "
+                        f"{self._barriers[self._done + 1]}"
+                    )
+        for pipe in wait(waiting, timeout=None if block else 0):
+            assert isinstance(pipe, Connection)
+            index = self.workers.index(pipe) + 1
+            while index not in self._ended:  # every report waiting there, not only the first
+                got = receive(index, pipe)
+                if isinstance(got, AtBarrier):
+                    self._received[index - 1] += 1
+                    self._store(self._received[index - 1], index, got)
+                elif isinstance(got, Done):
+                    self._ended[index] = got  # its run ended: kept for run_split
+                    self._senders[index - 1].close()
+                else:
+                    raise process_error(index, got, expected="a report at a barrier")
+                if not pipe.poll():
+                    break
+
+    def _store(self, exchange: int, index: int, report: AtBarrier) -> None:
+        reports = self._reports.setdefault(exchange, [None] * (len(self.workers) + 1))
+        reports[index] = report
+        while True:
+            ready = self._reports.get(self._done + 1)
+            if ready is None or any(r is None for r in ready):
+                return
+            self._complete(self._done + 1, [r for r in ready if r is not None])
+
+    def _complete(self, j: int, reports: list[AtBarrier]) -> None:
+        """Exchange ``j``: route what crossed to be handed over at barrier ``j + 1``, and
+        decide barrier ``j + 2``."""
+        del self._reports[j]
         routed: list[Addressed] = [[] for _ in range(len(self.workers) + 1)]
-        deadlines = [deadline]
-        sent: list[tuple[int, Addressed]] = [(0, self.bridge.outgoing())]
-        for index, worker in enumerate(self.workers, start=1):
-            got = receive(index, worker)
-            if not isinstance(got, AtBarrier) or got.barrier != barrier:
-                raise process_error(index, got, expected=f"barrier {barrier}")
-            sent.append((index, got.out))
-            deadlines.append(got.due)
         crossed = False
-        for sender, out in sent:
-            for dest, message in out:
+        barrier = self._barriers.pop(j)
+        for sender, report in enumerate(reports):
+            if report.barrier != barrier:
+                raise process_error(sender, report, expected=f"barrier {barrier}")
+            for dest, message in report.out:
                 routed[dest].append((sender, message))
                 crossed = True
-        after = next_barrier(barrier, deadlines, crossed, self.every)
-        for index, worker in enumerate(self.workers, start=1):
-            send(index, worker, Proceed(routed[index], after))
-        self.bridge.deliver(routed[0])
-        return after
+        following = self._barriers[j + 1]
+        after = barrier_after(
+            following, [r.due for r in reports], crossed or self._crossed, self.every
+        )
+        self._barriers[j + 2] = after
+        for index, answers in enumerate(self._senders, start=1):
+            answers.put(Proceed(following, routed[index], after))
+        self._own[j] = Proceed(following, routed[0], after)
+        self._crossed = crossed
+        self._done = j
+
+
+class _Sender:
+    """Writes process 0's answers to one worker, in order (:class:`Coordinator`).
+
+    An answer is written at once when it is small (:data:`_WRITTEN_AT_ONCE`): the worker
+    is never more than a barrier behind, so at most two answers wait unread in the pipe,
+    and a small write then always finds room.  A larger one, and every answer after it,
+    is written by a thread: a worker may be writing its next report while an answer is
+    written to it, and were both larger than the pipe's buffer, two blocking writes would
+    wait for each other for ever.  (The thread is not used for every answer: it needs
+    the interpreter lock to write, and got it up to a switch interval late, 5 ms, while
+    this process worked.)  A write that fails (the worker ended or died) stops the
+    writing: what became of the worker is for its pipe's reader to find."""
+
+    def __init__(self, index: int, pipe: Connection) -> None:
+        self._index = index
+        self._pipe = pipe
+        self._gone = False
+        self._queue: queue.SimpleQueue[bytes | None] | None = None
+
+    def put(self, answer: Proceed) -> None:
+        if self._gone:
+            return
+        data = bytes(ForkingPickler.dumps(answer))  # what Connection.send writes
+        if self._queue is None and len(data) <= _WRITTEN_AT_ONCE:
+            try:
+                self._pipe.send_bytes(data)
+            except OSError:
+                self._gone = True
+            return
+        if self._queue is None:
+            self._queue = queue.SimpleQueue()
+            threading.Thread(
+                target=self._run, name=f"masc-sim-answers-{self._index}", daemon=True
+            ).start()
+        self._queue.put(data)
+
+    def close(self) -> None:
+        self._gone = True
+        if self._queue is not None:
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while (data := self._queue.get()) is not None:
+            try:
+                self._pipe.send_bytes(data)
+            except OSError:
+                return
+
+
+# The largest answer written at once rather than by a thread (_Sender): far below a
+# pipe's buffer (about 200 KiB on Linux), far above a strawman barrier's few KiB.
+_WRITTEN_AT_ONCE: Final = 16 * 1024
 
 
 @dataclass(slots=True)
@@ -358,12 +533,17 @@ class Worker:
 
     bridge: Bridge
     pipe: Connection
+    every: float
+    _calls: int = field(default=0, init=False)
 
     def sync(self, barrier: float, deadline: float) -> float:
+        self._calls += 1
         send(0, self.pipe, AtBarrier(barrier, self.bridge.outgoing(), deadline))
+        if self._calls == 1:
+            return 2 * self.every  # nothing crossed before the first barrier
         got = receive(0, self.pipe)
-        if not isinstance(got, Proceed):
-            raise process_error(0, got, expected="the next barrier")
+        if not isinstance(got, Proceed) or got.at != barrier:
+            raise process_error(0, got, expected=f"what crosses at barrier {barrier}")
         self.bridge.deliver(got.incoming)
         return got.next_barrier
 

@@ -27,12 +27,17 @@ from masc.sim.run import run_simulation
 from masc.sim.scenario_file import SimScenario, load_and_resolve
 from masc.sim.split import (
     Addressed,
+    AtBarrier,
     Bridge,
     Close,
+    Coordinator,
     Data,
+    Done,
     Eof,
+    Failed,
     Open,
-    next_barrier,
+    Proceed,
+    barrier_after,
     partition,
 )
 from masc.sim.topology import figure1, random_topology, strawman
@@ -79,15 +84,156 @@ def test_never_more_processes_than_subtrees_and_never_an_empty_one() -> None:
 # --- barriers --------------------------------------------------------------------------------
 
 
-def test_the_next_barrier_skips_the_quiet_stretches_only() -> None:
-    assert next_barrier(100.0, [250.0, 101.0], crossed=True, every=10.0) == 110.0
-    assert next_barrier(100.0, [250.0, 105.0], crossed=False, every=10.0) == 110.0
-    assert next_barrier(100.0, [250.0, 137.5], crossed=False, every=10.0) == 140.0
-    # Due exactly at a barrier: that barrier, as if none had been skipped (what the task due
-    # then sends crosses at once, not 10 s later).
-    assert next_barrier(100.0, [250.0, 140.0], crossed=False, every=10.0) == 140.0
-    assert next_barrier(100.0, [250.0, 250.0], crossed=True, every=10.0) == 110.0
-    assert next_barrier(100.0, [math.inf, math.inf], crossed=False, every=10.0) == math.inf
+def test_the_barrier_after_next_skips_only_what_is_quiet_everywhere() -> None:
+    """Decided at the exchange of barrier 90, for after barrier 100 (``following``)."""
+    assert barrier_after(100.0, [250.0, 101.0], crossed=True, every=10.0) == 110.0
+    assert barrier_after(100.0, [250.0, 105.0], crossed=False, every=10.0) == 110.0
+    assert barrier_after(100.0, [250.0, 137.5], crossed=False, every=10.0) == 140.0
+    # Due exactly at a barrier: that barrier (what the task due then sends crosses at the
+    # one after it, 10 s later, as if none had been skipped).
+    assert barrier_after(100.0, [250.0, 140.0], crossed=False, every=10.0) == 140.0
+    # Something crossed at one of the last two exchanges: it is handed over at the
+    # barrier before `following` or at it, and may be answered at once.
+    assert barrier_after(100.0, [250.0, 250.0], crossed=True, every=10.0) == 110.0
+    # Due up to `following` (reported before it): not quiet, whatever crossed.
+    assert barrier_after(100.0, [250.0, 95.0], crossed=False, every=10.0) == 110.0
+    assert barrier_after(100.0, [250.0, 100.0], crossed=False, every=10.0) == 110.0
+    assert barrier_after(100.0, [math.inf, math.inf], crossed=False, every=10.0) == math.inf
+
+
+class _Recording:
+    """The two calls the barriers make on a bridge: what to send out, and what came in."""
+
+    def __init__(self) -> None:
+        self.out: Addressed = []
+        self.delivered: list[Addressed] = []
+
+    def outgoing(self) -> Addressed:
+        out, self.out = self.out, []
+        return out
+
+    def deliver(self, incoming: Addressed) -> None:
+        self.delivered.append(incoming)
+
+
+def _coordinator() -> tuple[Coordinator, _Recording, Any]:
+    ours, theirs = multiprocessing.Pipe()
+    bridge = _Recording()
+    return Coordinator(bridge, [ours], 10.0), bridge, theirs  # type: ignore[arg-type]
+
+
+def test_a_process_a_barrier_ahead_goes_on_without_waiting_for_the_other() -> None:
+    """The worker reached barriers 10 and 20 while process 0 was still before 10: process
+    0's exchange of barrier 10 completes at once, and the worker's answer for barrier 20
+    is on its pipe before process 0 has gone past 10 (it would wait for it otherwise)."""
+    coordinator, _, worker = _coordinator()
+    worker.send(AtBarrier(10.0, [], 15.0))
+    worker.send(AtBarrier(20.0, [], 25.0))
+    assert coordinator.sync(10.0, 12.0) == 20.0
+    assert worker.poll(5) and worker.recv() == Proceed(20.0, [], 30.0)
+    assert not worker.poll(0.2)  # exchange 20 waits for process 0's own report
+
+
+def test_every_report_waiting_is_read_so_each_exchange_completes_as_early_as_it_can() -> None:
+    """Process 0 passed barrier 10 before the worker reported it; the worker then reported
+    10 and 20.  At process 0's barrier 20 both exchanges complete, so the worker, at 30,
+    need not wait for process 0 to reach 30."""
+    coordinator, _, worker = _coordinator()
+    assert coordinator.sync(10.0, 12.0) == 20.0
+    worker.send(AtBarrier(10.0, [], 15.0))
+    worker.send(AtBarrier(20.0, [], 25.0))
+    assert coordinator.sync(20.0, 22.0) == 30.0
+    assert worker.poll(5) and worker.recv() == Proceed(20.0, [], 30.0)
+    assert worker.poll(5) and worker.recv() == Proceed(30.0, [], 40.0)
+
+
+def test_a_worker_whose_run_ended_is_not_answered_any_more() -> None:
+    """The worker ran a barrier ahead to the end of its run (its last barrier 20), sent
+    its figures and exited; process 0 then completes the exchange of barrier 20, which
+    nobody needs, without writing to the closed pipe (a failure after a whole run)."""
+    coordinator, _, worker = _coordinator()
+    worker.send(AtBarrier(10.0, [], 15.0))
+    worker.send(AtBarrier(20.0, [], 25.0))
+    figures = Done(None, None)  # type: ignore[arg-type]
+    worker.send(figures)
+    worker.close()
+    assert coordinator.sync(10.0, 12.0) == 20.0
+    assert coordinator.sync(20.0, 22.0) == 30.0
+    assert coordinator.last_word(1) == figures
+    coordinator.close()
+
+
+def test_a_worker_that_ended_before_a_barrier_others_need_fails_the_run() -> None:
+    """Its report for barrier 10 will never come: process 0 says so instead of waiting."""
+    coordinator, _, worker = _coordinator()
+    figures = Done(None, None)  # type: ignore[arg-type]
+    worker.send(figures)
+    assert coordinator.sync(10.0, 12.0) == 20.0
+    with pytest.raises(SimError, match=r"process 1 ended before barrier 10\.0"):
+        coordinator.sync(20.0, 22.0)
+    coordinator.close()
+
+
+def test_process_0_and_a_worker_writing_more_than_a_pipe_holds_to_each_other_go_on() -> None:
+    """Each writes 1 MiB to the other at the same time (the worker its report, process 0
+    its answer): process 0's answer is written by a thread, so neither write waits for
+    the other to read, and the answers still arrive in order."""
+    coordinator, bridge, worker = _coordinator()
+    conn = (1, 1)
+    big = b"x" * (1 << 20)
+    writer = threading.Thread(
+        target=lambda: (
+            worker.send(AtBarrier(10.0, [(0, Data(conn, big))], 15.0)),
+            worker.send(AtBarrier(20.0, [], 25.0)),
+        ),
+        daemon=True,
+    )
+    writer.start()
+    bridge.out = [(1, Data(conn, big))]
+    returned: list[float] = []
+    ours = threading.Thread(target=lambda: returned.append(coordinator.sync(10.0, 12.0)))
+    ours.start()
+    ours.join(timeout=20)
+    assert returned == [20.0]  # not stuck writing its answer
+    assert worker.poll(5) and worker.recv() == Proceed(20.0, [(0, Data(conn, big))], 30.0)
+    writer.join(timeout=20)
+    assert coordinator.sync(20.0, 22.0) == 30.0
+    assert bridge.delivered[-1] == [(1, Data(conn, big))]
+    assert worker.poll(5) and worker.recv() == Proceed(30.0, [], 40.0)  # after the big one
+    coordinator.close()
+
+
+def test_what_crosses_is_handed_over_at_the_barrier_after_its_exchange() -> None:
+    """Sent before barrier 10, exchanged at 10, handed over at 20: between one and two
+    sync intervals after it was sent, each way."""
+    coordinator, bridge, worker = _coordinator()
+    conn = (1, 1)
+    worker.send(AtBarrier(10.0, [(0, Data(conn, b"up"))], 15.0))
+    bridge.out = [(1, Data(conn, b"down"))]
+    assert coordinator.sync(10.0, 12.0) == 20.0
+    assert bridge.delivered == [[]]  # nothing at barrier 10
+    assert worker.recv() == Proceed(20.0, [(0, Data(conn, b"down"))], 30.0)
+    worker.send(AtBarrier(20.0, [], 25.0))
+    assert coordinator.sync(20.0, 22.0) == 30.0
+    assert bridge.delivered[-1] == [(1, Data(conn, b"up"))]
+
+
+def test_a_quiet_stretch_is_skipped_two_exchanges_after_the_last_crossing() -> None:
+    coordinator, _, worker = _coordinator()
+    worker.send(AtBarrier(10.0, [], 500.0))
+    assert coordinator.sync(10.0, 700.0) == 20.0
+    # Nothing crossed at barrier 10 (nor before it), nothing due up to 20 anywhere: the
+    # barrier after 20 is the one at the earliest deadline.
+    assert worker.recv() == Proceed(20.0, [], 500.0)
+
+
+def test_process_0_passes_over_reports_nobody_waits_for_at_the_end() -> None:
+    coordinator, _, worker = _coordinator()
+    worker.send(AtBarrier(10.0, [], 15.0))
+    assert coordinator.sync(10.0, 12.0) == 20.0
+    worker.send(AtBarrier(20.0, [], math.inf))  # its last barrier; then its run ended
+    worker.send(Failed("the end"))
+    assert coordinator.last_word(1) == Failed("the end")
 
 
 # --- the connections that cross ----------------------------------------------------------------
@@ -233,7 +379,7 @@ def test_sessions_between_processes_carry_what_they_carry_in_one(
 ) -> None:
     """Only the TLDs' sibling mesh crosses between processes, and each TLD hears about as
     much from its siblings and children as in one process.  Not exactly as much: the cut
-    delays what crosses by up to a barrier (10 s), and TLDs claiming from the pool at the
+    delays what crosses by one to two barriers (10-20 s), and TLDs claiming from the pool at the
     same time then collide a few more times at bootstrap (§5.1 c), each collision a few
     messages more.  A broken bridge would leave a TLD only its own process's peers."""
     s, one = runs["1"]
@@ -356,7 +502,7 @@ def test_sessions_across_the_cut_come_up_and_stay_up() -> None:
     """Two halves of a network, each in its own thread with its own trio run and bridge,
     kept in step by the barriers over a pipe as two processes would be: every session,
     the TLD sibling sessions across the cut included, is Established after a virtual hour
-    and stays so (keepalives crossing too, 10 s late at most against a 90 s hold time)."""
+    and stays so (keepalives crossing too, 20 s late at most against a 90 s hold time)."""
     topo = strawman(tlds=4, children=2, seed=1)
     parts = partition(topo, 2)
     owner = {node: i for i, nodes in enumerate(parts) for node in nodes}
@@ -369,7 +515,7 @@ def test_sessions_across_the_cut_come_up_and_stay_up() -> None:
         sync = (
             split_module.Coordinator(bridge, [ours], 10.0).sync
             if index == 0
-            else split_module.Worker(bridge, theirs).sync
+            else split_module.Worker(bridge, theirs, 10.0).sync
         )
 
         async def main() -> None:
@@ -419,4 +565,9 @@ def test_a_split_run_needs_keepalives_to_cross_in_time(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         _scenario(tmp_path, text.replace("hold_time = 0", "hold_time = 90"))
     assert caught.value.key == "sync_interval"
+    assert "a sixth" in str(caught.value)
+    with pytest.raises(ConfigError):  # up to 32 s late: a keepalive every 30 s is not enough
+        _scenario(tmp_path, text.replace("31s", "16s").replace("hold_time = 0", "hold_time = 90"))
+    fifteen = text.replace("31s", "15s").replace("hold_time = 0", "hold_time = 90")
+    assert _scenario(tmp_path, fifteen).sync_interval == 15.0
     assert _scenario(tmp_path, text).sync_interval == 31.0  # no keepalives: any interval
