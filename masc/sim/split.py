@@ -28,7 +28,7 @@ it may be up to a barrier ahead of the others, working while they finish a burst
 their own, instead of waiting for each at every barrier.  (The work comes in bursts: one
 level-2 domain's claim is relayed by its TLD to its 63 siblings, all in one process; with
 the exchange handed over at its own barrier, one process waited out the other's burst at
-nearly every barrier, and each was idle about a quarter of the time.)
+nearly every barrier, and each was idle a fifth to a third of the time.)
 
 So a message between processes sent at virtual time ``t`` is exchanged at the first
 barrier at or after ``t`` and arrives at the barrier after that: those sessions have a
@@ -44,8 +44,9 @@ The barriers depend on virtual time only, so a split run is as reproducible as a
 process: the same seed and the same number of processes give the same report.  Process 0
 (the caller) coordinates: at a barrier each other process sends it its report
 (:class:`AtBarrier`) and waits for the answer to the exchange before (:class:`Proceed`:
-what came in for it, and the barrier after this one); process 0 answers an exchange as
-soon as it has every report of it, at one of its own barriers (:class:`Coordinator`).  At
+what came in for it, and the barrier after this one); process 0 answers an exchange once
+it has every report of it, at one of its own barriers or while it waits
+(:class:`Coordinator`).  At
 the end each process sends its collector's figures and its nodes' space (:class:`Done`,
 or :class:`Failed` with a traceback), and process 0 merges them
 (:func:`masc.sim.metrics.build_report`, and the safety checker over every node's space:
@@ -350,10 +351,11 @@ class Coordinator:
 
     Every process reports at each of its barriers (:class:`AtBarrier`), in order; the
     reports of barrier ``j`` from all processes make exchange ``j``, which this side
-    completes as soon as it has them all, at one of its own barriers, and answers with a
-    :class:`Proceed` to each process.  A process at its barrier ``k`` waits only for
-    exchange ``k - 1`` (module docstring), so while this process works through a burst the
-    others read its reports of the barrier before and go on.
+    completes once it has them all, at one of its own barriers or while it waits (not
+    while it works), and answers with a :class:`Proceed` to each process.  A process at
+    its barrier ``k`` waits only for exchange ``k - 1`` (module docstring), so while this
+    process works through a burst the others read its reports of the barrier before and
+    go on.
 
     The answers are written so that no two blocking writes can wait for each other
     (:class:`_Sender`), and a worker that has ended (its run is over, or it died) is not
@@ -475,51 +477,65 @@ class Coordinator:
 class _Sender:
     """Writes process 0's answers to one worker, in order (:class:`Coordinator`).
 
-    An answer is written at once when it is small (:data:`_WRITTEN_AT_ONCE`): the worker
-    is never more than a barrier behind, so at most two answers wait unread in the pipe,
-    and a small write then always finds room.  A larger one, and every answer after it,
-    is written by a thread: a worker may be writing its next report while an answer is
-    written to it, and were both larger than the pipe's buffer, two blocking writes would
-    wait for each other for ever.  (The thread is not used for every answer: it needs
-    the interpreter lock to write, and got it up to a switch interval late, 5 ms, while
-    this process worked.)  A write that fails (the worker ended or died) stops the
-    writing: what became of the worker is for its pipe's reader to find."""
+    An answer is written at once when it is small (:data:`_WRITTEN_AT_ONCE`) and nothing
+    is still being written: the worker is never more than a barrier behind, so at most
+    two answers wait unread in the pipe, and a small write then always finds room.  A
+    larger one, and any answer while one is being written, goes to a thread: a worker
+    may be writing its next report while an answer is written to it, and were both larger
+    than the pipe's buffer, two blocking writes would wait for each other for ever.  (Not
+    every answer goes through the thread: it needs the interpreter lock to write, which
+    a busy process yields only every switch interval, 5 ms.)  A write that fails (the
+    worker ended or died) stops the writing: what became of the worker is for its pipe's
+    reader to find."""
 
     def __init__(self, index: int, pipe: Connection) -> None:
         self._index = index
         self._pipe = pipe
         self._gone = False
-        self._queue: queue.SimpleQueue[bytes | None] | None = None
+        self._lock = threading.Lock()
+        self._writing = 0  # answers queued for the thread or being written by it
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     def put(self, answer: Proceed) -> None:
         if self._gone:
             return
         data = bytes(ForkingPickler.dumps(answer))  # what Connection.send writes
-        if self._queue is None and len(data) <= _WRITTEN_AT_ONCE:
+        with self._lock:
+            at_once = self._writing == 0 and len(data) <= _WRITTEN_AT_ONCE
+            if not at_once:
+                self._writing += 1
+        if at_once:
             try:
                 self._pipe.send_bytes(data)
             except OSError:
                 self._gone = True
             return
-        if self._queue is None:
-            self._queue = queue.SimpleQueue()
-            threading.Thread(
+        if self._thread is None:
+            self._thread = threading.Thread(
                 target=self._run, name=f"masc-sim-answers-{self._index}", daemon=True
-            ).start()
+            )
+            self._thread.start()
         self._queue.put(data)
 
     def close(self) -> None:
+        """No more answers; wait a moment for the thread to finish what it writes, so that
+        the pipe is not closed under it.  A write still blocked then (a worker that no
+        longer reads) ends when the worker's end closes."""
         self._gone = True
-        if self._queue is not None:
+        if self._thread is not None:
             self._queue.put(None)
+            self._thread.join(timeout=1.0)
 
     def _run(self) -> None:
-        assert self._queue is not None
         while (data := self._queue.get()) is not None:
-            try:
-                self._pipe.send_bytes(data)
-            except OSError:
-                return
+            if not self._gone:
+                try:
+                    self._pipe.send_bytes(data)
+                except Exception:  # closed under us, or the worker is gone
+                    self._gone = True
+            with self._lock:
+                self._writing -= 1
 
 
 # The largest answer written at once rather than by a thread (_Sender): far below a
