@@ -46,12 +46,11 @@ process: the same seed and the same number of processes give the same report.  P
 (:class:`AtBarrier`) and waits for the answer to the exchange before (:class:`Proceed`:
 what came in for it, and the barrier after this one); process 0 answers an exchange once
 it has every report of it, at one of its own barriers or while it waits
-(:class:`Coordinator`).  At
-the end each process sends its collector's figures and its nodes' space (:class:`Done`,
-or :class:`Failed` with a traceback), and process 0 merges them
-(:func:`masc.sim.metrics.build_report`, and the safety checker over every node's space:
-:func:`masc.sim.run.run_split`).  The other processes are forked (``fork``: Linux and
-macOS).
+(:class:`Coordinator`).  At the end each process sends its collector's figures and its
+nodes' space (:class:`Done`, or :class:`Failed` with a traceback), and process 0 merges
+them (:func:`masc.sim.metrics.build_report`, and the safety checker over every node's
+space: :func:`masc.sim.run.run_split`).  The other processes are forked (``fork``: Linux
+and macOS).
 
 A scenario that asks for processes and has faults is refused: partitions, crashes and
 restarts act on one process's streams and nodes.
