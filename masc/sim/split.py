@@ -390,7 +390,7 @@ class Coordinator:
         self._read(block=False)
         while self._done < k - 1:
             self._read(block=True)
-        proceed = self._own.pop(k - 1) if k > 1 else Proceed(barrier, [], 2 * self.every)
+        proceed = self._own.pop(k - 1) if k > 1 else Proceed(barrier, [], self._barriers[2])
         self.bridge.deliver(proceed.incoming)
         return proceed.next_barrier
 
@@ -414,9 +414,10 @@ class Coordinator:
             pipe for index, pipe in enumerate(self.workers, start=1) if index not in self._ended
         ]
         if block:
-            needed = self._reports.get(self._done + 1)
+            # Our own report of the exchange waited for is in (sync stores it first).
+            needed = self._reports[self._done + 1]
             for index in self._ended:
-                if needed is None or needed[index] is None:
+                if needed[index] is None:
                     # Its run ended before a barrier the others still reach: they would
                     # wait for its report for ever.
                     raise SimError(
