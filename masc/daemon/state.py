@@ -49,6 +49,7 @@ def stored_pending(engine: ClaimEngine) -> list[StoredPending]:
             purpose=p.purpose,
             deadline=p.deadline,
             extends=None if p.extends is None else str(p.extends),
+            replaces=tuple(map(str, p.replaces)),
         )
         for p in engine.pending
     ]
@@ -96,6 +97,7 @@ def pending_from(records: Iterable[StoredPending], engine: ClaimEngine) -> list[
                 purpose=r.purpose,  # type: ignore[arg-type]  # written from the Literal
                 deadline=r.deadline,
                 extends=None if r.extends is None else ip_network(r.extends),
+                replaces=tuple(map(ip_network, r.replaces)),
             )
         )
     return out

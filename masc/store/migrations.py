@@ -73,4 +73,8 @@ _V1: Final[Migration] = (
     "CREATE INDEX history_by_prefix ON history (prefix, id)",
 )
 
-MIGRATIONS: list[Migration] = [_V1]
+# Version 2: what a pending claim replaces once allocated (§17.1.4; StoredPending), a JSON
+# array of prefixes; claims saved by version 1 replace nothing, as their daemon believed.
+_V2: Final[Migration] = ("ALTER TABLE pending ADD COLUMN replaces TEXT NOT NULL DEFAULT '[]'",)
+
+MIGRATIONS: list[Migration] = [_V1, _V2]

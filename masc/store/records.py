@@ -41,7 +41,9 @@ class StoredPending:
     Key: ``(kind, prefix, purpose)``.  §13 does not require claims in progress to be saved;
     keeping them lets a restarted daemon resume the claim instead of starting over.
     ``deadline`` is the Unix time the waiting period ends; ``extends`` names the prefix an
-    expansion claim doubles (§5.3), if any.
+    expansion claim doubles (§5.3), if any; ``replaces`` the prefixes the domain stops
+    renewing once this claim is allocated (§17.1.4: a larger prefix claimed at the prefix
+    cap), which a restarted daemon would otherwise go on renewing beside it.
     """
 
     kind: str
@@ -54,6 +56,7 @@ class StoredPending:
     purpose: str
     deadline: float
     extends: str | None
+    replaces: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,8 +113,12 @@ _PENDING_FIELDS: Final = (
     "purpose",
     "deadline",
     "extends",
+    "replaces",
 )
 _GRANT_FIELDS: Final = ("maas", "prefix", "expires", "active", "granted_at")
+
+# A pending claim's row but its `replaces` (a JSON array, as a MAAS's scopes below).
+_PENDING_ROW: Final = attrgetter(*_PENDING_FIELDS[:-1])
 
 # SQLite has no boolean: `renewing` and `active` are stored as 0/1 and turned back here.
 ALLOCATIONS: Final[_Table[StoredAllocation]] = _Table(
@@ -130,8 +134,10 @@ PENDING: Final[_Table[StoredPending]] = _Table(
     columns=_PENDING_FIELDS,
     key_columns=("kind", "prefix", "purpose"),
     key=attrgetter("kind", "prefix", "purpose"),
-    to_row=attrgetter(*_PENDING_FIELDS),
-    from_row=lambda r: StoredPending(*r),
+    to_row=lambda p: (*_PENDING_ROW(p), json.dumps(list(p.replaces))),
+    from_row=lambda r: StoredPending(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10]))
+    ),
 )
 GRANTS: Final[_Table[StoredGrant]] = _Table(
     name="grants",

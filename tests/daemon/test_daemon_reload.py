@@ -4,8 +4,9 @@ only a restart can apply.  Real sockets on 127.0.9.9x, tiny timers."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,11 @@ BOTH = [(INTERNAL, "internal", 65090), (CHILD, "child", 65091)]
 
 
 @pytest.fixture
-def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="masc-dr-", dir="/tmp"))
+def workdir() -> Iterator[Path]:
+    """Short, under /tmp: the control socket's path must fit AF_UNIX's 108 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="masc-dr-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from masc.daemon import state
 from masc.protocol.allocation import AllocatorConfig, Demand
 from masc.protocol.constants import ClaimType, Role
 from masc.protocol.engine import LocalPiece
@@ -240,6 +241,35 @@ def test_s13_restore_keeps_a_pending_claim_with_its_timestamp_until_its_timer() 
     late.now = pending.deadline + 1
     late["x"].restore([], [pending], now=late.now)
     assert late["x"].pending == []
+
+
+def test_s13_a_restored_consolidating_claim_still_replaces_what_it_was_claimed_for() -> None:
+    """§17.1.4 across a restart: what a pending claim replaces is stored with it (store
+    schema version 2), so the restarted daemon stops renewing those prefixes once the
+    larger one is allocated, as it would have without the restart."""
+    capped = AllocatorConfig(max_prefixes=1)
+    net = world(allocator=capped)
+    ours = allocated(net)
+    buddy = next(ours.supernet().address_exclude(ours))
+    net["x"].claim(0, prefix=buddy, now=net.now, at=net.now)
+    net.run_for(WAIT + 700)
+    net.call("x", "set_demand", Demand(in_use=1000))
+    net.run_for(700)
+    (pending,) = [p for p in net["x"].pending if p.replaces]
+    allocations = state.stored_allocations(net["x"])
+    claims = state.stored_pending(net["x"])
+    fresh = world(start=False, allocator=capped)
+    fresh.now = net.now
+    engine = fresh["x"]
+    engine.restore(
+        state.allocations_from(allocations), state.pending_from(claims, engine), now=fresh.now
+    )
+    assert [p.replaces for p in engine.pending if p.replaces] == [pending.replaces]
+    fresh.start("x")
+    fresh.run_for(WAIT + 10)
+    deprecated = {d.prefix: d.reason for d in fresh.events("x", PrefixDeprecated)}
+    assert deprecated == dict.fromkeys(pending.replaces, "replaced")
+    assert [a.prefix for a in engine.allocations.values() if a.renewing] == [pending.claim.prefix]
 
 
 def test_release_of_a_prefix_containing_another_held_one_is_refused() -> None:
