@@ -135,13 +135,20 @@ def test_s17_1_4_demand_that_needs_a_doubling_expands_in_place() -> None:
     assert [g.reason for g in net.events("x", PrefixGone)] == ["replaced"]
 
 
-def test_s17_1_4_above_max_prefixes_one_larger_prefix_replaces_the_old_ones() -> None:
-    net = world(allocator=AllocatorConfig(max_prefixes=1))
+def _holding_both_halves(net: Any) -> Prefix:
+    """Run until ``x`` holds its first /24 and, claimed by hand, the buddy /24 too (so the
+    first cannot double: at a cap of one prefix the engine must consolidate elsewhere);
+    returns the first."""
     ours = allocated(net)
-    # Take the buddy so the /24 cannot double: the engine must consolidate elsewhere.
     buddy = next(ours.supernet().address_exclude(ours))
     net["x"].claim(0, prefix=buddy, now=net.now, at=net.now)
     net.run_for(WAIT + 700)
+    return ours
+
+
+def test_s17_1_4_above_max_prefixes_one_larger_prefix_replaces_the_old_ones() -> None:
+    net = world(allocator=AllocatorConfig(max_prefixes=1))
+    ours = _holding_both_halves(net)
     net.clear()
     held = sorted(net["x"].managed_space())
     assert len(held) == 1 and held[0] == ours.supernet()  # collapsed: both halves ours
@@ -249,10 +256,7 @@ def test_s13_a_restored_consolidating_claim_still_replaces_what_it_was_claimed_f
     larger one is allocated, as it would have without the restart."""
     capped = AllocatorConfig(max_prefixes=1)
     net = world(allocator=capped)
-    ours = allocated(net)
-    buddy = next(ours.supernet().address_exclude(ours))
-    net["x"].claim(0, prefix=buddy, now=net.now, at=net.now)
-    net.run_for(WAIT + 700)
+    _holding_both_halves(net)
     net.call("x", "set_demand", Demand(in_use=1000))
     net.run_for(700)
     (pending,) = [p for p in net["x"].pending if p.replaces]
